@@ -1,0 +1,217 @@
+"""File sources: CSV/TSV, Parquet, JSON and JSONL; one file, a folder or a glob; any fsspec URL.
+
+CSV, JSONL and Parquet are streamed block by block with bounded memory. A JSON
+document (an array of records) has to be parsed whole; use JSONL for big data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from loopml.errors import InvalidInput, NotFound, SourceError
+
+FORMATS = ("csv", "tsv", "parquet", "json", "jsonl")
+_EXT = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+}
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+#: bytes per CSV/JSONL block: also how much of the file type inference sees
+BLOCK_SIZE = 16 << 20
+BATCH_ROWS = 65_536
+
+
+def _split_ext(path: str) -> tuple[str | None, str | None]:
+    """Return (format, compression) guessed from a file name such as ``x.csv.gz``."""
+    lower = path.lower()
+    compression = None
+    for ext, codec in _COMPRESSION.items():
+        if lower.endswith(ext):
+            compression = codec
+            lower = lower[: -len(ext)]
+            break
+    for ext, fmt in _EXT.items():
+        if lower.endswith(ext):
+            return fmt, compression
+    return None, compression
+
+
+def _strip_credentials(uri: str) -> str:
+    if "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+@dataclass
+class FileSource:
+    """Read one file, every file in a folder, or a glob, from any fsspec URL.
+
+    Parameters
+    ----------
+    uri
+        Path or URL: ``data.csv``, ``data/``, ``data/*.parquet``, ``s3://b/k/``.
+    format
+        One of ``csv``, ``tsv``, ``parquet``, ``json``, ``jsonl``; guessed from
+        the extension when omitted.
+    delimiter, header, encoding
+        CSV options (``header=False`` names columns ``f0, f1, ...``).
+    """
+
+    uri: str
+    format: str | None = None
+    delimiter: str | None = None
+    header: bool = True
+    encoding: str = "utf8"
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "file"
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise InvalidInput(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise InvalidInput(f"delimiter must be one character, got {self.delimiter!r}")
+        self._files: list[str] | None = None
+
+    # -- resolving ----------------------------------------------------------------
+    def files(self) -> list[str]:
+        """The concrete files this source reads, in sorted order."""
+        if self._files is not None:
+            return self._files
+        try:
+            fs, path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        except (ValueError, ImportError) as e:
+            raise InvalidInput(f"cannot open {self.uri!r}: {e}") from e
+        self._fs = fs
+        if any(ch in path for ch in "*?["):
+            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            if not found:
+                raise NotFound(f"no files match {self.uri!r}; check the pattern")
+        elif fs.isdir(path):
+            found = sorted(
+                p for p in fs.find(path)
+                if not p.rsplit("/", 1)[-1].startswith((".", "_"))
+                and (self.format is not None or _split_ext(p)[0] is not None)
+            )
+            if not found:
+                raise NotFound(f"folder {self.uri!r} has no data files ({', '.join(_EXT)})")
+        elif fs.isfile(path):
+            found = [path]
+        else:
+            raise NotFound(f"file not found: {self.uri!r}; check the path")
+        self._files = found
+        return found
+
+    def _format_of(self, path: str) -> tuple[str, str | None]:
+        fmt, compression = _split_ext(path)
+        fmt = self.format or fmt
+        if fmt is None:
+            raise InvalidInput(
+                f"cannot tell the format of {path!r} from its name; pass --format "
+                f"({', '.join(FORMATS)})"
+            )
+        return fmt, compression
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description (credentials in the URL are masked)."""
+        files = self.files()
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "uri": _strip_credentials(self.uri),
+            "format": self._format_of(files[0])[0],
+            "files": len(files),
+        }
+        if d["format"] in ("csv", "tsv"):
+            d.update(delimiter=self._delimiter(d["format"]), header=self.header, encoding=self.encoding)
+        return d
+
+    def _delimiter(self, fmt: str) -> str:
+        return self.delimiter or ("\t" if fmt == "tsv" else ",")
+
+    # -- reading ------------------------------------------------------------------
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Stream every file's rows as record batches."""
+        csv_types: dict[str, pa.DataType] | None = None
+        for path in self.files():
+            fmt, compression = self._format_of(path)
+            try:
+                with self._fs.open(path, "rb") as raw:
+                    stream: Any = pa.PythonFile(raw, mode="r")
+                    if compression:
+                        stream = pa.CompressedInputStream(stream, compression)
+                    if fmt in ("csv", "tsv"):
+                        for batch in self._csv(stream, fmt, csv_types):
+                            if csv_types is None:
+                                csv_types = {f.name: f.type for f in batch.schema}
+                            yield batch
+                    elif fmt == "parquet":
+                        yield from pq.ParquetFile(stream).iter_batches(batch_size=BATCH_ROWS)
+                    elif fmt == "jsonl":
+                        reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=BLOCK_SIZE))
+                        yield from reader
+                    else:
+                        yield from _json_document(stream.read(), path)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
+                raise SourceError(f"cannot read {fmt.upper()} file {path!r}: {_arrow_message(e)}{_hint(fmt)}") from e
+            except OSError as e:
+                raise SourceError(f"cannot read {path!r}: {e}") from e
+
+    def _csv(
+        self, stream: Any, fmt: str, types: dict[str, pa.DataType] | None
+    ) -> Iterator[pa.RecordBatch]:
+        read = pacsv.ReadOptions(
+            block_size=BLOCK_SIZE, encoding=self.encoding, autogenerate_column_names=not self.header
+        )
+        parse = pacsv.ParseOptions(delimiter=self._delimiter(fmt))
+        convert = pacsv.ConvertOptions(column_types=types or {}, strings_can_be_null=True)
+        reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+        yield from reader
+
+
+def _arrow_message(e: Exception) -> str:
+    return " ".join(str(e).split())[:300]
+
+
+def _hint(fmt: str) -> str:
+    if fmt in ("csv", "tsv"):
+        return "; fix that line, or pass --delimiter/--encoding/--no-header if they are wrong"
+    return ""
+
+
+def _json_document(data: bytes, path: str) -> Iterator[pa.RecordBatch]:
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise SourceError(
+            f"cannot read JSON file {path!r}: {e}; if it has one record per line use --format jsonl"
+        ) from e
+    if isinstance(doc, dict):
+        lists = [v for v in doc.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise SourceError(
+                f"JSON file {path!r} is an object; expected an array of records "
+                "(or an object with exactly one array of records)"
+            )
+        doc = lists[0]
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise SourceError(f"JSON file {path!r} must hold an array of objects (records)")
+    yield from records_to_batches(doc)
+
+
+def records_to_batches(records: list[dict[str, Any]], size: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Turn a list of JSON records into record batches (used by JSON files and HTTP APIs)."""
+    for i in range(0, len(records), size):
+        chunk = records[i : i + size]
+        try:
+            yield pa.RecordBatch.from_pylist(chunk)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise SourceError(f"records {i}..{i + len(chunk) - 1} have mixed value types: {_arrow_message(e)}") from e
