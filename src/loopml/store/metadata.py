@@ -106,7 +106,7 @@ class MetadataStore:
                 current = MigrationContext.configure(conn).get_current_revision()
         except OperationalError as e:
             raise SourceError(
-                f"cannot open the metadata database {self._safe_url()}: {e.orig}; "
+                f"cannot open the metadata database {self.safe_url}: {e.orig}; "
                 "check metadata_url in loopml.toml or LOOPML_METADATA_URL"
             ) from e
         if current == HEAD:
@@ -131,7 +131,7 @@ class MetadataStore:
         known = {s.revision for s in ScriptDirectory(str(_MIGRATIONS)).walk_revisions()}
         if current not in known:
             raise SchemaVersionError(
-                f"the metadata database {self._safe_url()} is at schema revision {current!r}, "
+                f"the metadata database {self.safe_url} is at schema revision {current!r}, "
                 f"newer than this loopml knows (head {HEAD!r}); upgrade loopml to use it"
             )
 
@@ -144,7 +144,9 @@ class MetadataStore:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
-    def _safe_url(self) -> str:
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked (for messages and display)."""
         return make_url(self.url).render_as_string(hide_password=True)
 
     def dispose(self) -> None:

@@ -1,0 +1,42 @@
+"""The Typer application object and the shared output helpers of the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="loopml",
+    help="loopml: the whole machine-learning lifecycle, local-first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (plain, so pipes get clean output)."""
+    typer.echo(json.dumps(data, indent=2, default=_default))
+
+
+def open_workspace() -> Any:
+    """Open the current workspace (``$LOOPML_HOME`` or the nearest one upwards)."""
+    from loopml.workspace import Workspace
+
+    return Workspace.open()
