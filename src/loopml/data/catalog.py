@@ -330,6 +330,7 @@ class DatasetWriter:
         for batch in batches:
             if batch.num_rows == 0 and self.schema is not None:
                 continue
+            self.rows += batch.num_rows
             if self.schema is None:
                 # Fix the schema only once a row group's worth of rows is seen, so
                 # a column that is all-null in the first chunk still gets its type.
@@ -391,7 +392,6 @@ class DatasetWriter:
         if batch.num_rows == 0:
             return
         self.stats.update(batch)
-        self.rows += batch.num_rows
         if not self.partition_by:
             self._writer_for(()).write(batch)
             return

@@ -76,9 +76,9 @@ def ingest(
         The new version, or the existing latest one (``created=False``) when
         the content is identical.
     """
-    from loopml.data.validation import Expectations
-
     if isinstance(expectations, (str, Path)):
+        from loopml.data.validation import Expectations
+
         expectations = Expectations.from_file(expectations)
     validator = expectations.validator() if expectations is not None else None
     catalog = Catalog(ws)
@@ -131,10 +131,7 @@ def ingest(
                 "column": incremental_by, "value": _jsonable(new_max.as_py()), "type": str(new_max.type)
             }
         src_ref = EntityRef("source", str(description_src.get("uri") or description_src.get("kind")))
-        info = writer.commit(
-            validation=summary, state=state, lineage=[(src_ref, "ingested_from")],
-            dedup=not incremental_by or writer.rows > 0,
-        )
+        info = writer.commit(validation=summary, state=state, lineage=[(src_ref, "ingested_from")])
     return info
 
 

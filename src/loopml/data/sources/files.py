@@ -151,6 +151,7 @@ class FileSource:
                     if fmt in ("csv", "tsv"):
                         for batch in self._csv(stream, fmt, csv_types):
                             if csv_types is None:
+                                _check_text(batch, path, self.encoding)
                                 csv_types = {f.name: f.type for f in batch.schema}
                             yield batch
                     elif fmt == "parquet":
@@ -175,6 +176,16 @@ class FileSource:
         convert = pacsv.ConvertOptions(column_types=types or {}, strings_can_be_null=True)
         reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         yield from reader
+
+
+def _check_text(batch: pa.RecordBatch, path: str, encoding: str) -> None:
+    # Arrow reads text that is not valid in the encoding as binary: say so instead.
+    binary = [f.name for f in batch.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if binary:
+        raise SourceError(
+            f"cannot read CSV file {path!r}: column(s) {binary} are not valid {encoding} text; "
+            "pass --encoding with the file's encoding (e.g. latin-1)"
+        )
 
 
 def _arrow_message(e: Exception) -> str:
