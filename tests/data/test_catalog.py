@@ -38,7 +38,7 @@ def test_versions_dedup_and_lookup(any_ws: Workspace) -> None:
     assert cat.get("t").version == 2
     assert cat.get("t:1").id == v1.id
     assert cat.get("t:latest").id == v2.id
-    with pytest.raises(NotFound, match="no version 7 .latest is 2"):
+    with pytest.raises(NotFound, match=r"no version 7 \(latest is 2\)"):
         cat.get("t:7")
     with pytest.raises(NotFound, match="no dataset named 'nope'"):
         cat.get("nope")
@@ -112,7 +112,6 @@ def test_writer_abort_leaves_nothing(ws: Workspace) -> None:
 
 
 def test_schema_change_mid_stream_is_a_clear_error(ws: Workspace) -> None:
-    ws.settings.__dict__  # settings are frozen; use a tiny row group via a writer attribute
     with DatasetWriter(ws, "s") as w:
         w.row_group_size = 2
         w.write(pa.table({"x": [1, 2]}))

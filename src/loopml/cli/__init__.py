@@ -28,18 +28,19 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=argv, standalone_mode=False, prog_name="loopml")
     except LoopmlError as e:
         _fail(str(e))
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         _fail("aborted")
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as e:
         _fail(" ".join(str(e).split()))
-    except Exception as e:  # a bug: keep the promise of one line, unless debugging
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's (or typer's own click's) usage errors
+            e.show()
+            sys.exit(e.exit_code)
+        # A bug: keep the promise of one line, unless debugging.
         if os.environ.get("LOOPML_DEBUG"):
             traceback.print_exc()
         _fail(f"internal error: {type(e).__name__}: {' '.join(str(e).split())} "

@@ -10,6 +10,8 @@ Arrow, pandas or a DuckDB relation.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import logging
 import re
 import time
@@ -182,7 +184,7 @@ class _ColumnStats:
         self.cols: dict[str, dict[str, Any]] = {}
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
-        for name, col in zip(batch.schema.names, batch.columns):
+        for name, col in zip(batch.schema.names, batch.columns, strict=False):
             st = self.cols.setdefault(name, {"nulls": 0, "min": None, "max": None})
             st["nulls"] += col.null_count
             t = col.type
@@ -314,10 +316,8 @@ class DatasetWriter:
     def abort(self) -> None:
         """Drop everything written so far."""
         for w in [*self._parts.values(), *([self._quarantine] if self._quarantine else [])]:
-            try:
+            with contextlib.suppress(Exception):  # a broken writer: its file is deleted anyway
                 w.writer.close()
-            except Exception:  # closing a broken writer: the file is deleted anyway
-                pass
         self._parts.clear()
         self._quarantine = None
         self._closed = True
@@ -403,7 +403,7 @@ class DatasetWriter:
         for i in range(groups.num_rows):
             key = tuple(groups.column(c)[i].as_py() for c in self.partition_by)
             mask = None
-            for c, v in zip(self.partition_by, key):
+            for c, v in zip(self.partition_by, key, strict=False):
                 m = pc.is_null(batch.column(c)) if v is None else pc.equal(batch.column(c), v)
                 mask = m if mask is None else pc.and_(mask, m)
             self._writer_for(key).write(batch.filter(mask))
@@ -430,7 +430,7 @@ class DatasetWriter:
             self._quarantine = _PartWriter(path, batch.schema, self.row_group_size)
         elif not batch.schema.equals(self._quarantine.schema):
             batch = pa.RecordBatch.from_arrays(
-                [batch.column(n).cast(f.type) for n, f in zip(self._quarantine.schema.names, self._quarantine.schema)],
+                [batch.column(n).cast(f.type) for n, f in zip(self._quarantine.schema.names, self._quarantine.schema, strict=False)],
                 schema=self._quarantine.schema,
             )
         self._quarantine.write(batch)
@@ -472,7 +472,7 @@ class DatasetWriter:
             rows = w.close()
             ref = self.ws.artifacts.put_file(w.path, move=True)
             partition = (
-                {c: _jsonable(v) for c, v in zip(self.partition_by, key)}
+                {c: _jsonable(v) for c, v in zip(self.partition_by, key, strict=False)}
                 if self.partition_by
                 else {"ingest_date": today}
             )
@@ -663,7 +663,7 @@ class Catalog:
                 for ds, n, latest, updated, rows in s.execute(q)
             ]
 
-    def versions(self, name: str) -> list[DatasetVersionInfo]:
+    def versions(self, name: str) -> builtins.list[DatasetVersionInfo]:
         """Every version of a dataset, oldest first."""
         with self.ws.meta.session() as s:
             ds = self._dataset(s, name)
@@ -706,7 +706,9 @@ class Catalog:
         return ds
 
     # -- reading ------------------------------------------------------------------
-    def _parts(self, info: DatasetVersionInfo, where: Mapping[str, Any] | None) -> list[PartInfo]:
+    def _parts(
+        self, info: DatasetVersionInfo, where: Mapping[str, Any] | None
+    ) -> builtins.list[PartInfo]:
         parts = info.parts
         if where:
             unknown = set(where) - {k for p in parts for k in p.partition}
@@ -765,7 +767,9 @@ class Catalog:
         info = ref if isinstance(ref, DatasetVersionInfo) else self.get(ref)
         parts = self._parts(info, where)
         if self.ws.artifacts.is_local and parts:
-            paths = [self.ws.artifacts.local_path(p.sha256) for p in parts]
+            paths = [self.ws.artifacts._path(p.sha256) for p in parts]
+            for p in parts:
+                self.ws.artifacts.verify(p.sha256)
             return con.read_parquet(paths, union_by_name=True)
         table = self.read_arrow(info, where=where)
         return con.from_arrow(table)

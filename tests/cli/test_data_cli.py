@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loopml.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(capsys, "init", ".")
+    assert code == 0
+    pd.DataFrame({"id": [1, 2, 3], "city": ["a", "b", None], "amount": [1.5, 2.5, 3.5]}).to_csv(
+        tmp_path / "sales.csv", index=False
+    )
+    return tmp_path
+
+
+def test_ingest_list_show_diff_export_head(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "ingest", "sales.csv", "--name", "sales")
+    assert code == 0 and "Created sales:1" in out and "3 rows" in out
+    code, out, _ = run(capsys, "data", "ingest", "sales.csv", "--name", "sales")
+    assert code == 0 and "Unchanged" in out
+    pd.DataFrame({"id": [1, 2, 3, 4], "amount": [1.0, 2.0, 3.0, 4.0]}).to_csv(project / "sales.csv", index=False)
+    code, out, _ = run(capsys, "data", "ingest", "sales.csv", "--name", "sales", "--json")
+    assert code == 0 and json.loads(out)["version"] == 2
+
+    code, out, _ = run(capsys, "data", "list", "--json")
+    assert json.loads(out)[0]["name"] == "sales" and json.loads(out)[0]["latest"] == 2
+    code, out, _ = run(capsys, "data", "list")
+    assert "sales" in out
+
+    code, out, _ = run(capsys, "data", "show", "sales:1", "--json")
+    shown = json.loads(out)
+    assert shown["row_count"] == 3 and shown["versions"] == [1, 2]
+    assert shown["stats"]["columns"]["city"]["nulls"] == 1
+    assert shown["lineage"]["upstream"][0]["relation"] == "ingested_from"
+    code, out, _ = run(capsys, "data", "show", "sales")
+    assert code == 0 and "sales:2" in out and "amount" in out and "ingest_date" in out
+
+    code, out, _ = run(capsys, "data", "diff", "sales:1", "sales:2")
+    assert code == 0 and "- city" in out and "(+1)" in out
+
+    code, out, _ = run(capsys, "data", "export", "sales:1", "--to", "out/s.parquet")
+    assert code == 0 and pd.read_parquet(project / "out" / "s.parquet")["id"].tolist() == [1, 2, 3]
+
+    code, out, _ = run(capsys, "data", "head", "sales", "-n", "2", "--json")
+    assert [r["id"] for r in json.loads(out)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "ingest", "missing.csv", "--name", "x"], "file not found"),
+        (["data", "ingest", "bad.csv", "--name", "x"], "Expected 2 columns"),
+        (["data", "ingest", "sales.csv", "--name", "bad name"], "dataset name 'bad name' is not allowed"),
+        (["data", "show", "nope"], "no dataset named 'nope'"),
+        (["data", "show", "sales:9"], "no dataset named 'sales'"),
+        (["data", "ingest", "sales.csv", "--name", "x", "--format", "xls"], "unknown format 'xls'"),
+    ],
+)
+def test_user_errors_are_one_line_exit_1(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (project / "bad.csv").write_text("a,b\n1,2\n1,2,3\n")
+    code, _out, err = run(capsys, *argv)
+    assert code == 1
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    run(capsys, "data", "list", "--json")
+    assert run(capsys, "data", "list", "--json")[1].strip() == "[]"
+
+
+def test_usage_error_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "data", "ingest", "sales.csv")
+    assert code == 2 and "--name" in err
+
+
+def test_no_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "data", "list")
+    assert code == 1 and "loopml init" in err
+
+
+def test_console_script_prints_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopml", "data", "show", "x"], cwd=tmp_path,
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: no loopml workspace")
+    assert "Traceback" not in proc.stderr
