@@ -37,7 +37,7 @@ def ingest_cmd(
     limit_param: str = typer.Option(None, "--limit-param", help="API: query parameter holding the page size."),
     page_size: int = typer.Option(100, "--page-size", help="API: records per page for offset paging."),
     auth_env: str = typer.Option(None, "--auth-env", help="API: environment variable holding the token."),
-    auth_header: str = typer.Option("Authorization", "--auth-header", help="API: header for the token."),
+    auth_header: str = typer.Option("Authorization", "--auth-header", help="API: header for the token ('Bearer TOKEN' in Authorization, the bare token in any other header)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Ingest SOURCE into a new version of dataset NAME."""
@@ -56,6 +56,8 @@ def ingest_cmd(
             offset_param=offset_param, limit_param=limit_param, auth_env=auth_env,
         ).items() if v is not None}
         options.update(page_size=page_size, auth_header=auth_header)
+        if auth_header.lower() != "authorization":
+            options["auth_scheme"] = ""  # a key header (X-API-Key) carries the bare token
     elif not is_sql:
         options = {"delimiter": delimiter, "header": not no_header, "encoding": encoding}
     src = open_source(source, format=format, table=table, query=query, **options)
