@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install the system packages the test suite needs, from Debian's repositories, if missing.
-# The tests start (and stop) their own private PostgreSQL server on a free port.
+# The tests start (and stop) their own private PostgreSQL and Redis servers on free ports,
+# and drive headless Chromium for the HTML reports.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -17,7 +17,7 @@ from loopml import Workspace
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's own workspace settings."""
     for key in list(os.environ):
-        if key.startswith("LOOPML_") and key != "LOOPML_TEST_PG_URL":
+        if key.startswith("LOOPML_") and not key.startswith("LOOPML_TEST_"):
             monkeypatch.delenv(key)
 
 
@@ -61,6 +61,37 @@ def pg_url(pg_server: str) -> Iterator[str]:
     with admin.connect() as c:
         c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """URL of a real Redis server: $LOOPML_TEST_REDIS_URL, or a private one started here."""
+    url = os.environ.get("LOOPML_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from tests._redis import PrivateRedis
+
+    try:
+        server = PrivateRedis()
+        url = server.start()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis available: {e}")
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The Redis server, emptied before the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

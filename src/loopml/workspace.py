@@ -44,6 +44,10 @@ class Settings:
     artifact_root: str = "{workspace}/artifacts"
     #: rows buffered per Parquet row group when writing datasets
     row_group_size: int = 131_072
+    #: where stream records live: the embedded SQLite log, or ``redis://host:port/db``
+    stream_url: str = "sqlite:///{workspace}/streams.db"
+    #: the online feature store: embedded SQLite, or ``redis://host:port/db``
+    online_store_url: str = "sqlite:///{workspace}/online.db"
     #: extra, stage-specific settings (``[section]`` tables in loopml.toml)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,11 +84,16 @@ class Settings:
     def resolved(self, home: Path) -> Settings:
         """Return a copy with ``{workspace}`` placeholders and relative folders made absolute."""
         ws = home.resolve().as_posix()
-        meta = self.metadata_url.replace("{workspace}", ws)
         art = self.artifact_root.replace("{workspace}", ws)
         if "://" not in art and not os.path.isabs(art):
             art = (home / art).resolve().as_posix()
-        return replace(self, metadata_url=meta, artifact_root=art)
+        return replace(
+            self,
+            metadata_url=self.metadata_url.replace("{workspace}", ws),
+            artifact_root=art,
+            stream_url=self.stream_url.replace("{workspace}", ws),
+            online_store_url=self.online_store_url.replace("{workspace}", ws),
+        )
 
 
 _TEMPLATE = """\

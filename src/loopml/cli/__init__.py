@@ -16,10 +16,21 @@ import typer
 from loopml.cli._app import app, err_console
 from loopml.errors import LoopmlError
 
-# Command groups register themselves on import.
-from loopml.cli import data as _data  # noqa: F401  isort: skip
-from loopml.cli import init as _init  # noqa: F401  isort: skip
-from loopml.cli import demo as _demo  # noqa: F401  isort: skip
+
+def _register_commands() -> None:
+    """Import every public module of this package: each adds its commands to ``app``.
+
+    Modules keep heavy imports inside their commands, so ``loopml --help`` stays fast.
+    """
+    import importlib
+    import pkgutil
+
+    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

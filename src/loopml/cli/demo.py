@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import typer
 
 from loopml.cli._app import app, console
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def churn_frame(n: int, seed: int) -> pd.DataFrame:
     """Customer-churn-like rows with a learnable target (the bench generator's shape, smaller)."""
+    import numpy as np
+    import pandas as pd
+
     r = np.random.default_rng(seed)
     df = pd.DataFrame({
         "customer_id": np.arange(n),

@@ -238,7 +238,10 @@ class _PartWriter:
         offset = 0
         while table.num_rows - offset >= self.row_group_size or (final and offset < table.num_rows):
             n = min(self.row_group_size, table.num_rows - offset)
-            self.writer.write_table(table.slice(offset, n), row_group_size=n)
+            # One contiguous chunk per column: the Parquet writer's page and
+            # dictionary-fallback decisions follow chunk boundaries, so without
+            # this the bytes would depend on how the input was batched.
+            self.writer.write_table(table.slice(offset, n).combine_chunks(), row_group_size=n)
             offset += n
         rest = table.slice(offset)
         self.buffer = rest.to_batches()
@@ -422,15 +425,23 @@ class DatasetWriter:
         return w
 
     def quarantine(self, batch: pa.RecordBatch) -> None:
-        """Append rows that failed validation (with ``_row`` and ``_rule`` columns)."""
+        """Append rows that failed validation (with ``_row`` and ``_rule`` columns).
+
+        Data columns are kept as text, exactly as read: bad rows are often the
+        ones whose values do not fit a type, and one source can deliver a
+        column with different raw types from file to file.
+        """
         if batch.num_rows == 0:
             return
+        batch = _as_text(batch)
         if self._quarantine is None:
             path = self._stack.enter_context(self.ws.artifacts.staging_file(".parquet"))
             self._quarantine = _PartWriter(path, batch.schema, self.row_group_size)
         elif not batch.schema.equals(self._quarantine.schema):
+            names = set(batch.schema.names)
             batch = pa.RecordBatch.from_arrays(
-                [batch.column(n).cast(f.type) for n, f in zip(self._quarantine.schema.names, self._quarantine.schema, strict=False)],
+                [batch.column(f.name) if f.name in names else pa.nulls(batch.num_rows, f.type)
+                 for f in self._quarantine.schema],
                 schema=self._quarantine.schema,
             )
         self._quarantine.write(batch)
@@ -574,6 +585,18 @@ class DatasetWriter:
             )
         log.info("created %s (%d rows)", info.ref, info.row_count)
         return info
+
+
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    fields, arrays = [], []
+    for f, col in zip(batch.schema, batch.columns, strict=True):
+        keep = f.name == QUARANTINE_ROW or pa.types.is_string(f.type)
+        if not keep:
+            col = col.cast(pa.string()) if not pa.types.is_nested(f.type) else pa.array(
+                [None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        fields.append(pa.field(f.name, col.type))
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _schema_names(schema: Sequence[Mapping[str, Any]]) -> list[str]:
