@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -104,3 +107,61 @@ def test_console_script_prints_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no loopml workspace")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def html_server() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that answers every GET with a web page, not JSON."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Welcome</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/orders"
+    server.shutdown()
+    server.server_close()
+
+
+def test_bad_sources_and_specs_fail_cleanly(
+    project: Path, capsys: pytest.CaptureFixture[str], html_server: str
+) -> None:
+    (project / "rules.yaml").write_text("columns:\n  id: {maxx: 3}\n")
+    cases = [
+        (["data", "ingest", html_server, "--name", "x"], "expected JSON"),
+        (["data", "ingest", "postgresql+psycopg://u:pw@127.0.0.1:1/db", "--table", "t", "--name", "x"], "connect"),
+        (["data", "ingest", "nosuchdialect://x/y", "--table", "t", "--name", "x"], "nosuchdialect"),
+        (["data", "ingest", "sales.csv", "--name", "x", "--expect", "rules.yaml"], "unknown rule 'maxx'"),
+        (["data", "ingest", "sales.csv", "--name", "x", "--expect", "nope.yaml"], "nope.yaml"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 1, argv
+        assert message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "pw@" not in err
+    assert run(capsys, "data", "list", "--json")[1].strip() == "[]"
+
+
+def test_expectations_quarantine_and_fail_on_invalid(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "rules.yaml").write_text("columns:\n  amount: {type: float, max: 3.0}\n")
+    code, _, err = run(capsys, "data", "ingest", "sales.csv", "--name", "s", "--expect", "rules.yaml",
+                       "--fail-on-invalid")
+    assert code == 1 and "1 of 3 rows break the expectations" in err
+    assert run(capsys, "data", "list", "--json")[1].strip() == "[]"
+    code, out, _ = run(capsys, "data", "ingest", "sales.csv", "--name", "s", "--expect", "rules.yaml")
+    assert code == 0 and "1 quarantined" in out and "amount: max 3.0" in out
+    code, out, _ = run(capsys, "data", "show", "s", "--quarantine", "5", "--json")
+    shown = json.loads(out)
+    assert shown["quarantine_count"] == 1
+    assert shown["quarantine_rows"][0]["_rule"] == "amount: max 3.0"
