@@ -29,6 +29,7 @@ test: venv services lint
 
 demo: venv
 	$(BIN)/loopml demo --path demo-workspace
+	cd demo-workspace && ../$(BIN)/loopml data show customers
 
 bench: venv
 	$(BIN)/python bench/ingest.py
