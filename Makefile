@@ -21,7 +21,7 @@ services:
 	@bash scripts/ensure-services.sh
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: venv services lint
