@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -84,7 +85,7 @@ def ingest_cmd(
             f"{v['rows_quarantined']:,} quarantined"
         )
     for rule, count in v.get("failures", {}).items():
-        console.print(f"  [red]{count:,}[/] × {rule}")
+        console.print(f"  [red]{count:,}[/] × {escape(rule)}")
 
 
 def _has_file_ext(uri: str) -> bool:
@@ -123,7 +124,7 @@ def list_cmd(as_json: bool = JsonOpt) -> None:
         return
     t = Table("name", "versions", "latest", "rows", "updated")
     for r in rows:
-        t.add_row(r.name, str(r.versions), str(r.latest), f"{r.row_count:,}", r.updated_at.strftime("%Y-%m-%d %H:%M"))
+        t.add_row(escape(r.name), str(r.versions), str(r.latest), f"{r.row_count:,}", r.updated_at.strftime("%Y-%m-%d %H:%M"))
     console.print(t)
 
 
@@ -154,24 +155,24 @@ def show_cmd(
     console.print(f"[bold]{info.ref}[/]  ({len(versions)} version(s); id {info.id})")
     console.print(f"  created   {info.created_at:%Y-%m-%d %H:%M:%S} UTC")
     console.print(f"  rows      {info.row_count:,}   size {info.num_bytes / 1e6:.2f} MB   parts {len(info.parts)}")
-    console.print(f"  source    {_source_text(info.source)}")
+    console.print(f"  source    {escape(_source_text(info.source))}")
     console.print(f"  quarantine {info.quarantine_count:,} row(s)")
     stats = info.stats.get("columns", {})
     t = Table("column", "type", "nulls", "min", "max", "mean", title="schema and statistics")
     for c in info.schema:
         st = stats.get(c["name"], {})
         mean = st.get("mean")
-        t.add_row(c["name"], c["type"], f"{st.get('nulls', 0):,}", _short(st.get("min")), _short(st.get("max")),
+        t.add_row(escape(c["name"]), escape(c["type"]), f"{st.get('nulls', 0):,}", _short(st.get("min")), _short(st.get("max")),
                   "" if mean is None else f"{mean:.4g}")
     console.print(t)
     parts = info.partitions()
     if parts:
         pt = Table(*parts[0].keys(), title="partitions")
         for p in parts:
-            pt.add_row(*(str(v) for v in p.values()))
+            pt.add_row(*(escape(str(v)) for v in p.values()))
         console.print(pt)
     for rule, count in info.validation.get("failures", {}).items():
-        console.print(f"  [red]{count:,}[/] quarantined × {rule}")
+        console.print(f"  [red]{count:,}[/] quarantined × {escape(rule)}")
     for e in lineage["upstream"]:
         console.print(f"  ← {e['relation']} {e['from']}")
     for e in lineage["downstream"]:
@@ -190,8 +191,9 @@ def _source_text(src: dict[str, Any]) -> str:
 
 
 def _short(v: Any, n: int = 24) -> str:
+    """Shorten a value for a table cell, escaped so rich does not read ``[...]`` as markup."""
     s = "" if v is None else str(v)
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return escape(s if len(s) <= n else s[: n - 1] + "…")
 
 
 @data_app.command("diff")
@@ -210,11 +212,11 @@ def diff_cmd(a: str = typer.Argument(..., help="NAME:V1"), b: str = typer.Argume
     if d["same_content"]:
         console.print("  identical content")
     for c in d["added_columns"]:
-        console.print(f"  [green]+ {c['name']}[/] {c['type']}")
+        console.print(f"  [green]+ {escape(c['name'])}[/] {escape(c['type'])}")
     for c in d["removed_columns"]:
-        console.print(f"  [red]- {c['name']}[/] {c['type']}")
+        console.print(f"  [red]- {escape(c['name'])}[/] {escape(c['type'])}")
     for c in d["type_changes"]:
-        console.print(f"  [yellow]~ {c['name']}[/] {c['from']} → {c['to']}")
+        console.print(f"  [yellow]~ {escape(c['name'])}[/] {escape(c['from'])} → {escape(c['to'])}")
     if not (d["added_columns"] or d["removed_columns"] or d["type_changes"]):
         console.print("  same schema")
 
