@@ -108,6 +108,11 @@ metadata_url = "{metadata_url}"
 # Where artifacts (datasets, models, reports) live: a folder or any fsspec URL,
 # e.g. s3://bucket/loopml
 artifact_root = "{artifact_root}"
+
+# Streams (embedded SQLite log, or redis://host:6379/0) and the online
+# feature store (embedded SQLite, or redis://host:6379/1):
+# stream_url = "sqlite:///{{workspace}}/streams.db"
+# online_store_url = "sqlite:///{{workspace}}/online.db"
 """
 
 
