@@ -143,3 +143,25 @@ def test_empty_table_round_trips(ws: Workspace) -> None:
     info = cat.write("empty", pa.table({"a": pa.array([], pa.int64())}))
     assert info.row_count == 0
     assert cat.read_arrow("empty").schema.names == ["a"]
+
+
+def test_schema_matches_what_reads_back(ws: Workspace) -> None:
+    t = pa.table({"ts": pa.array([0, 1], pa.timestamp("s")), "d": pa.array([0, 1], pa.date32())})
+    info = Catalog(ws).write("ts", t)
+    back = Catalog(ws).read_arrow(info)
+    assert [c["type"] for c in info.schema] == [str(f.type) for f in back.schema]
+
+
+def test_parquet_bytes_do_not_depend_on_input_batching(ws: Workspace) -> None:
+    import numpy as np
+
+    r = np.random.default_rng(3)
+    n = 300_000
+    t = pa.table({"s": pa.array([f"id-{v}" for v in r.integers(0, 10**9, n)]),
+                  "x": r.normal(size=n), "k": r.integers(0, 5, n)})
+    one = Catalog(ws).write("b1", t)
+    with DatasetWriter(ws, "b2") as w:
+        for off in range(0, n, 1000):
+            w.write(t.slice(off, 1000))
+        many = w.commit()
+    assert [p.sha256 for p in one.parts] == [p.sha256 for p in many.parts]

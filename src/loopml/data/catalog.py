@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -220,10 +220,37 @@ class _PartWriter:
         self.path = path
         self.schema = schema
         self.row_group_size = row_group_size
-        self.writer = pq.ParquetWriter(path, schema)
+        self.writer = pq.ParquetWriter(path, schema, use_dictionary=self._dictionary_columns(schema))
         self.buffer: list[pa.RecordBatch] = []
         self.buffered = 0
         self.rows = 0
+
+    #: dictionary-encoded Parquet columns per schema (see _dictionary_columns)
+    _dictionary_cache: ClassVar[dict[pa.Schema, list[str] | bool]] = {}
+
+    @classmethod
+    def _dictionary_columns(cls, schema: pa.Schema) -> list[str] | bool:
+        """Leaf column paths to dictionary-encode: all but floating-point ones.
+
+        Floating-point values are nearly always distinct, and a row group's
+        worth of them (131,072 x 8 bytes) just fits the writer's 1 MiB
+        dictionary limit, so it never falls back to plain encoding: building
+        those dictionaries took two thirds of the write time and made the
+        files ~20% bigger.
+        """
+        cols = cls._dictionary_cache.get(schema)
+        if cols is None:
+            try:  # the Parquet leaves of an Arrow schema, with their physical types
+                buf = pa.BufferOutputStream()
+                pq.write_table(schema.empty_table(), buf)
+                leaves = pq.read_metadata(pa.BufferReader(buf.getvalue())).schema
+                cols = [c.path for c in leaves if c.physical_type not in ("FLOAT", "DOUBLE")]
+            except (pa.ArrowException, ValueError):
+                cols = True
+            if len(cls._dictionary_cache) > 256:
+                cls._dictionary_cache.clear()
+            cls._dictionary_cache[schema] = cols
+        return cols
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -295,7 +322,7 @@ class DatasetWriter:
         self.partition_by = list(partition_by)
         self.append = append
         self.description = description
-        self.schema: pa.Schema | None = schema
+        self.schema: pa.Schema | None = _parquet_schema(schema) if schema is not None else None
         self.row_group_size = ws.settings.row_group_size
         self.stats = _ColumnStats()
         self._stack = ExitStack()
@@ -346,8 +373,8 @@ class DatasetWriter:
 
     def _fix_schema(self) -> None:
         try:
-            self.schema = pa.unify_schemas(
-                [b.schema for b in self._pending], promote_options="permissive"
+            self.schema = _parquet_schema(
+                pa.unify_schemas([b.schema for b in self._pending], promote_options="permissive")
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise InvalidInput(f"the rows of {self.name!r} do not share one schema: {e}") from e
@@ -585,6 +612,16 @@ class DatasetWriter:
             )
         log.info("created %s (%d rows)", info.ref, info.row_count)
         return info
+
+
+def _parquet_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema as Parquet will give it back: it has no seconds unit, so ``timestamp[s]`` -> ``[ms]``."""
+    fields = [
+        f.with_type(pa.timestamp("ms", tz=f.type.tz))
+        if pa.types.is_timestamp(f.type) and f.type.unit == "s" else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from loopml.data.catalog import Catalog, DatasetVersionInfo, DatasetWriter, _arrow_type, _jsonable
 from loopml.data.sources.base import IncrementalSource, Source
+from loopml.data.sources.files import FileSource
 from loopml.errors import InvalidInput, ValidationFailed
 from loopml.store.lineage import EntityRef
 
@@ -81,6 +82,10 @@ def ingest(
 
         expectations = Expectations.from_file(expectations)
     validator = expectations.validator() if expectations is not None else None
+    if expectations is not None and isinstance(source, FileSource):
+        # Let the validator convert typed columns, so one bad value deep in a
+        # CSV is quarantined instead of failing the whole read.
+        source.text_columns = tuple(c.name for c in expectations.columns if c.type is not None)
     catalog = Catalog(ws)
     description_src = source.describe()
 

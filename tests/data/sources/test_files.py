@@ -171,3 +171,18 @@ def test_credentials_are_masked() -> None:
     from loopml.data.sources.files import _strip_credentials
 
     assert "pw" not in _strip_credentials("ftp://user:pw@host/data.csv")
+
+
+def test_type_change_after_the_inference_block_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "BLOCK_SIZE", 8 << 10)
+    monkeypatch.setattr(files, "PARSE_BLOCK", 2 << 10)
+    path = tmp_path / "late.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(5000)) + "x,1\n")
+    with pytest.raises(SourceError, match="cannot read CSV file"):
+        list(FileSource(str(path)).batches())
+    path.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(5000)))
+    batches = list(FileSource(str(path)).batches())
+    assert sum(b.num_rows for b in batches) == 5000 and len(batches) > 1
+    assert pa.Table.from_batches(batches).column("a").to_pylist() == list(range(5000))
