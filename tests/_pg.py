@@ -24,7 +24,8 @@ def _bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for the private test servers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -40,7 +41,7 @@ class PrivatePostgres:
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="loopml-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
 
     def _run(self, *args: str) -> None:

@@ -9,11 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._pg import free_port
 
 
 class PrivateRedis:
@@ -25,7 +21,7 @@ class PrivateRedis:
             raise RuntimeError("redis-server not found (apt-get install redis-server)")
         self.exe = exe
         self.dir = Path(tempfile.mkdtemp(prefix="loopml-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
