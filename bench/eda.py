@@ -26,24 +26,21 @@ The data come from ``shared/bench/gen_data.py`` (``make(n, 1)`` for "ref", ``mak
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
 MIB = 1 << 20
 TARGET_SECONDS = 4.0
 TARGET_RSS = 500 * MIB
@@ -52,26 +49,6 @@ PEERS = {"ydata-profiling 4.18.4 (PEERS.md)": (41.9, 1100 * 1e6), "pandas floor 
 
 
 # -- data ---------------------------------------------------------------------------
-def _find_gen(override: str | None) -> Path:
-    candidates = [Path(override)] if override else [
-        REPO.parent / "shared" / "bench" / "gen_data.py",
-        REPO / "shared" / "bench" / "gen_data.py",
-    ]
-    for c in candidates:
-        c = c / "gen_data.py" if c.is_dir() else c
-        if c.is_file():
-            return c.resolve()
-    sys.exit(f"cannot find gen_data.py (looked at {', '.join(map(str, candidates))}); pass --gen PATH")
-
-
-def _load_gen(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loopml_bench_gen_data", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def ensure_parquet(data_dir: Path, name: str, rows: int, seed: int, gen_path: Path) -> Path:
     """Return ``data_dir/eda_<name>_<rows>.parquet``, generating it with ``make(rows, seed)`` if absent.
 
@@ -84,29 +61,21 @@ def ensure_parquet(data_dir: Path, name: str, rows: int, seed: int, gen_path: Pa
     data_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"generating {path} ({rows:,} rows) ...", file=sys.stderr, flush=True)
-    run_child("generate", str(gen_path), str(rows), str(seed), str(path))
+    _common.run_child("generate", str(gen_path), str(rows), str(seed), str(path))
     print(f"  {path.stat().st_size / 1e6:,.0f} MB in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return path
 
 
 def child_generate(gen_path: str, rows: str, seed: str, path: str) -> dict[str, Any]:
     tmp = path + ".tmp"
-    _load_gen(Path(gen_path)).make(int(rows), int(seed)).to_parquet(tmp, index=False)
+    _common.load_gen(Path(gen_path)).make(int(rows), int(seed)).to_parquet(tmp, index=False)
     os.replace(tmp, path)
     return {"rows": int(rows), "seconds": 0.0}
 
 
 # -- children -----------------------------------------------------------------------
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def _src() -> None:
-    sys.path.insert(0, os.environ.get("LOOPML_BENCH_SRC") or str(REPO / "src"))
-
-
 def child_setup(parquet: str, ws_dir: str, name: str) -> dict[str, Any]:
-    _src()
+    _common.use_src()
     import pyarrow.parquet as pq
 
     import loopml
@@ -119,7 +88,7 @@ def child_setup(parquet: str, ws_dir: str, name: str) -> dict[str, Any]:
 
 
 def child_run_eda(ws_dir: str, name: str) -> dict[str, Any]:
-    _src()
+    _common.use_src()
     import loopml
     from loopml.eda import run_eda
 
@@ -138,7 +107,7 @@ def child_run_eda(ws_dir: str, name: str) -> dict[str, Any]:
 
 
 def child_profile(parquet: str) -> dict[str, Any]:
-    _src()
+    _common.use_src()
     import pyarrow.parquet as pq
 
     from loopml.eda import profile, render_html
@@ -173,26 +142,7 @@ def child_floor(parquet: str) -> dict[str, Any]:
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {"generate": child_generate, "setup": child_setup, "run_eda": child_run_eda, "profile": child_profile, "floor": child_floor}
 
 
-def run_child(mode: str, *args: str) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", mode, *args],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["process_seconds"] = time.perf_counter() - t0
-    return res
-
-
 # -- report -------------------------------------------------------------------------
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median run by seconds (that run itself, so its RSS goes with it)."""
-    runs = sorted(runs, key=lambda r: float(r["seconds"]))
-    return runs[(len(runs) - 1) // 2]
-
-
 def _row(label: str, r: dict[str, Any], runs: list[dict[str, Any]] | None = None) -> str:
     spread = ""
     if runs and len(runs) > 1:
@@ -202,10 +152,6 @@ def _row(label: str, r: dict[str, Any], runs: list[dict[str, Any]] | None = None
             f"{float(r['process_seconds']):>9.2f} | {int(r['peak_rss']) / MIB:>8,.0f} | {html} |{spread}")
 
 
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=100_000, help="rows of the 'ref' data (default 100,000)")
@@ -213,44 +159,41 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true", help="skip (d), the big run")
     ap.add_argument("--skip-floor", action="store_true", help="skip (c), the pandas floor")
     ap.add_argument("--repeat", type=int, default=1, help="runs of (a), (b) and (c), interleaved; the median is shown")
-    ap.add_argument("--data-dir", default=str(HERE / "_data"))
-    ap.add_argument("--gen", help="path of gen_data.py (default: ../shared/bench/gen_data.py from the repo)")
+    ap.add_argument("--data-dir", default=str(_common.BENCH / "_data"))
+    ap.add_argument("--gen", help=_common.GEN_HELP)
     ap.add_argument("--src", help="import loopml from this src folder (e.g. another checkout's, to compare)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.child:
-        res = CHILDREN[a.child[0]](*a.child[1:])
-        res["peak_rss"] = _peak_rss()
-        print(json.dumps(res))
+        _common.print_child_result(CHILDREN[a.child[0]](*a.child[1:]))
         return
-    parent_rss = _peak_rss()
+    parent_rss = _common.peak_rss()
 
-    if a.src:
-        os.environ["LOOPML_BENCH_SRC"] = str(Path(a.src).resolve())
-    gen = _find_gen(a.gen)
+    _common.export_src(a.src)
+    gen = _common.find_gen(a.gen)
     data_dir = Path(a.data_dir)
     ref = ensure_parquet(data_dir, "ref", a.rows, 1, gen)
     big = None if a.skip_big else ensure_parquet(data_dir, "big", a.big_rows, 3, gen)
 
     work = Path(tempfile.mkdtemp(prefix="loopml-bench-eda-ws-"))
     try:
-        run_child("setup", str(ref), str(work), "ref")
+        _common.run_child("setup", str(ref), str(work), "ref")
         if big is not None:
-            run_child("setup", str(big), str(work), "big")
+            _common.run_child("setup", str(big), str(work), "big")
         runs: dict[str, list[dict[str, Any]]] = {"run_eda": [], "profile": [], "floor": []}
         for _ in range(max(a.repeat, 1)):
-            runs["run_eda"].append(run_child("run_eda", str(work), "ref"))
-            runs["profile"].append(run_child("profile", str(ref)))
+            runs["run_eda"].append(_common.run_child("run_eda", str(work), "ref"))
+            runs["profile"].append(_common.run_child("profile", str(ref)))
             if not a.skip_floor:
-                runs["floor"].append(run_child("floor", str(ref)))
-        big_res = run_child("run_eda", str(work), "big") if big is not None else None
+                runs["floor"].append(_common.run_child("floor", str(ref)))
+        big_res = _common.run_child("run_eda", str(work), "big") if big is not None else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    eda, core = _median(runs["run_eda"]), _median(runs["profile"])
-    floor = _median(runs["floor"]) if runs["floor"] else None
+    eda, core = _common.median_run(runs["run_eda"]), _common.median_run(runs["profile"])
+    floor = _common.median_run(runs["floor"]) if runs["floor"] else None
     print(f"\nEDA profile + HTML report, target churn; python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(f"| {'run':<34} | {'rows':>9} | {'work s':>7} | {'process s':>9} | {'peak MiB':>8} | {'HTML MB':>7} |")
     print(f"|{'-' * 36}|{'-' * 11}:|{'-' * 8}:|{'-' * 10}:|{'-' * 9}:|{'-' * 8}:|")
@@ -268,12 +211,12 @@ def main() -> None:
           f"render {core['render_seconds']:.2f}; sample {eda['sample_rows']:,} rows")
     secs, rss = float(eda["process_seconds"]), int(eda["peak_rss"])
     print(f"\n{a.rows:,} rows: {secs:.2f} s for the whole `loopml eda` process (target <= {TARGET_SECONDS:g} s): "
-          f"{_verdict(secs <= TARGET_SECONDS)}; peak RSS {rss / MIB:,.0f} MiB (target < {TARGET_RSS // MIB} MiB): "
-          f"{_verdict(rss < TARGET_RSS)}; {41.9 / secs:.1f}x faster than ydata-profiling")
+          f"{_common.verdict(secs <= TARGET_SECONDS)}; peak RSS {rss / MIB:,.0f} MiB (target < {TARGET_RSS // MIB} MiB): "
+          f"{_common.verdict(rss < TARGET_RSS)}; {41.9 / secs:.1f}x faster than ydata-profiling")
     if big_res is not None:
         bs = float(big_res["process_seconds"])
         print(f"{a.big_rows:,} rows: {bs:.2f} s (target < {TARGET_BIG_SECONDS:g} s): "
-              f"{_verdict(bs < TARGET_BIG_SECONDS)}; peak RSS {int(big_res['peak_rss']) / MIB:,.0f} MiB")
+              f"{_common.verdict(bs < TARGET_BIG_SECONDS)}; peak RSS {int(big_res['peak_rss']) / MIB:,.0f} MiB")
     print(f"(peak RSS of this parent process, inherited by each child's figure: {parent_rss / MIB:,.0f} MiB)")
     if a.json:
         print(json.dumps({"run_eda": runs["run_eda"], "profile": runs["profile"], "floor": runs["floor"],

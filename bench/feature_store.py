@@ -27,22 +27,17 @@ entity row.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
 #: Feast 0.67.0, sqlite online store + file offline store, 2 cores (shared/bench/PEERS.md)
 FEAST = {"online_1_p50_ms": 0.23, "online_1_p99_ms": 0.48, "online_100_p50_ms": 7.5,
@@ -52,33 +47,8 @@ TARGETS = {"online_1_p99_ms": 0.25, "online_100_p99_ms": 1.0, "materialize_s": 1
            "pit_s": 2.28 / 4}
 
 
-# -- data ---------------------------------------------------------------------------------------
-def _find_gen(override: str | None) -> Path:
-    candidates = [Path(override)] if override else [
-        REPO.parent / "shared" / "bench" / "gen_data.py",
-        REPO / "shared" / "bench" / "gen_data.py",
-    ]
-    for c in candidates:
-        c = c / "gen_data.py" if c.is_dir() else c
-        if c.is_file():
-            return c.resolve()
-    sys.exit(f"cannot find gen_data.py (looked at {', '.join(map(str, candidates))}); pass --gen PATH")
-
-
-def _load_gen(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loopml_bench_gen_data", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _import_loopml() -> Any:
-    sys.path.insert(0, os.environ.get("LOOPML_BENCH_SRC") or str(REPO / "src"))
+    _common.use_src()
     import loopml
 
     return loopml
@@ -93,7 +63,7 @@ def child_setup(a: dict[str, Any]) -> dict[str, Any]:
     loopml = _import_loopml()
     from loopml.features import FeatureStore
 
-    gen = _load_gen(Path(a["gen"]))
+    gen = _common.load_gen(Path(a["gen"]))
     t0 = time.perf_counter()
     df = gen.make(a["rows"], 3)
     feats = [f"num_{i:02d}" for i in range(a["features"])]
@@ -193,72 +163,12 @@ CHILDREN = {"setup": child_setup, "materialize": child_materialize, "online": ch
             "pit": child_pit}
 
 
-def run_child(mode: str, args: dict[str, Any]) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", mode, json.dumps(args)],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["process_s"] = time.perf_counter() - t0
-    return res
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median run by seconds (the run itself, so its RSS goes with it), with all times."""
-    runs = sorted(runs, key=lambda r: float(r["seconds"]))
-    best = dict(runs[(len(runs) - 1) // 2])
-    best["all_seconds"] = [round(float(r["seconds"]), 3) for r in runs]
-    return best
-
-
-# -- redis ------------------------------------------------------------------------------------------
-class _Redis:
-    """A private redis-server on a free port (no persistence), stopped by :meth:`stop`."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server not found")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.dir = tempfile.mkdtemp(prefix="loopml-bench-redis-")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+def _run_child(mode: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A child run here takes its arguments as one JSON object; its wall time is ``process_s``."""
+    return _common.run_child(mode, json.dumps(args), time_key="process_s")
 
 
 # -- report -------------------------------------------------------------------------------------------
-def _verdict(value: float, target: float) -> str:
-    return "ok" if value <= target else "MISSED"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="feature rows (ids: rows / 10)")
@@ -267,7 +177,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=5_000, help="online calls for 1 id (100 ids: a fifth)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of (a) and (c); the median run is shown")
     ap.add_argument("--redis", default="auto", help="auto (start redis-server), a redis:// URL, or none")
-    ap.add_argument("--gen", help="path of gen_data.py (default: ../shared/bench/gen_data.py from the repo)")
+    ap.add_argument("--gen", help=_common.GEN_HELP)
     ap.add_argument("--src", help="import loopml from this src folder (e.g. another checkout's)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
@@ -275,41 +185,38 @@ def main() -> None:
     a = ap.parse_args()
 
     if a.child:
-        res = CHILDREN[a.child[0]](json.loads(a.child[1]))
-        res["peak_rss"] = _peak_rss()
-        print(json.dumps(res))
+        _common.print_child_result(CHILDREN[a.child[0]](json.loads(a.child[1])))
         return
 
-    if a.src:
-        os.environ["LOOPML_BENCH_SRC"] = str(Path(a.src).resolve())
-    gen = _find_gen(a.gen)
+    _common.export_src(a.src)
+    gen = _common.find_gen(a.gen)
     tmp = tempfile.mkdtemp(prefix="loopml-bench-fs-")
     base = {"ws": tmp, "gen": str(gen), "rows": a.rows, "entities": a.entities,
             "features": min(a.features, 20), "calls": a.calls}
     results: dict[str, Any] = {}
-    redis: _Redis | None = None
+    redis: _common.PrivateRedis | None = None
     try:
         print(f"setting up: {a.rows:,} feature rows x {base['features']} features ...", file=sys.stderr)
-        results["setup"] = run_child("setup", base)
+        results["setup"] = _run_child("setup", base)
         # each materialization fills a fresh, empty SQLite online store
-        mats = [run_child("materialize", {**base, "online_url": f"sqlite:///{tmp}/online-{i}.db"})
+        mats = [_run_child("materialize", {**base, "online_url": f"sqlite:///{tmp}/online-{i}.db"})
                 for i in range(a.repeat)]
-        results["materialize"] = _median(mats)
+        results["materialize"] = _common.median_run(mats, all_seconds=True)
         base["online_url"] = f"sqlite:///{tmp}/online-0.db"
-        results["online"] = run_child("online", base)
-        results["pit"] = _median([run_child("pit", base) for _ in range(a.repeat)])
+        results["online"] = _run_child("online", base)
+        results["pit"] = _common.median_run([_run_child("pit", base) for _ in range(a.repeat)], all_seconds=True)
         redis_url = None
         if a.redis == "auto":
             try:
-                redis = _Redis()
+                redis = _common.PrivateRedis()
                 redis_url = redis.url
             except RuntimeError as e:
                 print(f"skipping Redis: {e}", file=sys.stderr)
         elif a.redis != "none":
             redis_url = a.redis
         if redis_url:
-            results["redis_materialize"] = run_child("materialize", {**base, "online_url": redis_url})
-            results["redis_online"] = run_child("online", {**base, "online_url": redis_url})
+            results["redis_materialize"] = _run_child("materialize", {**base, "online_url": redis_url})
+            results["redis_online"] = _run_child("online", {**base, "online_url": redis_url})
     finally:
         if redis is not None:
             redis.stop()
@@ -324,18 +231,18 @@ def main() -> None:
     print("|---|---:|---:|---:|---|")
     print(f"| online get 1 id, p50 / p99 (SQLite) | {o['online_1_p50_ms']:.3f} / {o['online_1_p99_ms']:.3f} ms"
           f" | {FEAST['online_1_p50_ms']} / {FEAST['online_1_p99_ms']} ms | p99 <= 0.25 ms"
-          f" | {_verdict(o['online_1_p99_ms'], TARGETS['online_1_p99_ms'])} |")
+          f" | {_common.verdict(o['online_1_p99_ms'] <= TARGETS['online_1_p99_ms'])} |")
     print(f"| online get 100 ids, p50 / p99 (SQLite) | {o['online_100_p50_ms']:.3f} / "
           f"{o['online_100_p99_ms']:.3f} ms | {FEAST['online_100_p50_ms']} / {FEAST['online_100_p99_ms']} ms"
-          f" | p99 <= 1 ms | {_verdict(o['online_100_p99_ms'], TARGETS['online_100_p99_ms'])} |")
+          f" | p99 <= 1 ms | {_common.verdict(o['online_100_p99_ms'] <= TARGETS['online_100_p99_ms'])} |")
     print(f"| materialize {m['rows_read']:,} rows -> {m['records']:,} records (SQLite) | {m['seconds']:.2f} s, "
           f"{m['peak_rss'] / mib:,.0f} MiB | {FEAST['materialize_s']} s | <= {TARGETS['materialize_s']:.2f} s"
-          f" | {_verdict(m['seconds'], TARGETS['materialize_s'])} ({FEAST['materialize_s'] / m['seconds']:.1f}x) |")
+          f" | {_common.verdict(m['seconds'] <= TARGETS['materialize_s'])} ({FEAST['materialize_s'] / m['seconds']:.1f}x) |")
     print(f"| point-in-time join {p['entity_rows']:,} x {s['rows']:,} | {p['seconds']:.2f} s, "
           f"{p['peak_rss'] / mib:,.0f} MiB, {p['rows']:,} rows ({p['null_rows']:,} with nulls) | "
           f"{FEAST['pit_s']} s, {FEAST['pit_rss_mib']:,} MiB, {FEAST['pit_rows']:,} rows | "
           f"<= {TARGETS['pit_s']:.2f} s, every row | "
-          f"{_verdict(p['seconds'], TARGETS['pit_s'])} ({FEAST['pit_s'] / p['seconds']:.1f}x)"
+          f"{_common.verdict(p['seconds'] <= TARGETS['pit_s'])} ({FEAST['pit_s'] / p['seconds']:.1f}x)"
           f"{'' if p['rows'] == p['entity_rows'] and p['order_kept'] else ' ROWS LOST'} |")
     if "redis_online" in results:
         rm, ro = results["redis_materialize"], results["redis_online"]

@@ -21,21 +21,18 @@ set: seed 3 for the first million rows) and are kept in ``--data-dir`` between r
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
 GIB = 1 << 30
 TARGET_RATIO = 0.60
 TARGET_RSS = GIB
@@ -43,33 +40,13 @@ CHUNK_ROWS = 1_000_000  # rows generated per make() call when writing a CSV
 
 
 # -- data ---------------------------------------------------------------------------
-def _find_gen(override: str | None) -> Path:
-    candidates = [Path(override)] if override else [
-        REPO.parent / "shared" / "bench" / "gen_data.py",
-        REPO / "shared" / "bench" / "gen_data.py",
-    ]
-    for c in candidates:
-        c = c / "gen_data.py" if c.is_dir() else c
-        if c.is_file():
-            return c.resolve()
-    sys.exit(f"cannot find gen_data.py (looked at {', '.join(map(str, candidates))}); pass --gen PATH")
-
-
-def _load_gen(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loopml_bench_gen_data", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def ensure_csv(data_dir: Path, rows: int, gen_path: Path) -> Path:
     """Return ``data_dir/big_<rows>.csv``, writing it in chunks of ``make()`` calls if absent."""
     path = data_dir / f"big_{rows}.csv"
     if path.exists():
         return path
     data_dir.mkdir(parents=True, exist_ok=True)
-    gen = _load_gen(gen_path)
+    gen = _common.load_gen(gen_path)
     tmp = path.with_suffix(".csv.tmp")
     t0 = time.perf_counter()
     print(f"generating {path} ({rows:,} rows) ...", file=sys.stderr, flush=True)
@@ -87,38 +64,10 @@ def ensure_csv(data_dir: Path, rows: int, gen_path: Path) -> Path:
 
 
 # -- children -----------------------------------------------------------------------
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def _stub_validation() -> bool:
-    """``ingest`` imports ``loopml.data.validation`` even without expectations; while that
-    module is not written yet, stand in an empty one (no expectations are used here)."""
-    import importlib
-    import types
-
-    try:
-        importlib.import_module("loopml.data.validation")
-        return False
-    except ModuleNotFoundError as e:
-        if e.name != "loopml.data.validation":
-            raise
-    mod = types.ModuleType("loopml.data.validation")
-
-    class Expectations:  # never instantiated: the bench passes no expectations
-        pass
-
-    setattr(mod, "Expectations", Expectations)  # noqa: B010
-    sys.modules["loopml.data.validation"] = mod
-    return True
-
-
 def child_loopml(csv: str) -> dict[str, Any]:
-    sys.path.insert(0, os.environ.get("LOOPML_BENCH_SRC") or str(REPO / "src"))
+    _common.use_src()
     import loopml
     from loopml.data.ingest import ingest
-
-    stub = _stub_validation()
     from loopml.data.sources.files import FileSource
 
     tmp = tempfile.mkdtemp(prefix="loopml-bench-")
@@ -129,7 +78,7 @@ def child_loopml(csv: str) -> dict[str, Any]:
         info = ingest(ws, FileSource(csv), "big")
         t2 = time.perf_counter()
         out = {"rows": info.row_count, "seconds": t2 - t1, "setup_seconds": t1 - t0,
-               "bytes_out": info.num_bytes, "parts": len(info.parts), "stub_validation": stub}
+               "bytes_out": info.num_bytes, "parts": len(info.parts)}
         ws.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -156,26 +105,7 @@ def child_floor(csv: str) -> dict[str, Any]:
 CHILDREN = {"loopml": child_loopml, "floor": child_floor}
 
 
-def run_child(mode: str, csv: Path) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(csv)],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["process_seconds"] = time.perf_counter() - t0
-    return res
-
-
 # -- report -------------------------------------------------------------------------
-def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median run by seconds (the run itself, so its RSS goes with it)."""
-    runs = sorted(runs, key=lambda r: float(r["seconds"]))
-    return runs[(len(runs) - 1) // 2]
-
-
 def _row(label: str, r: dict[str, Any], all_secs: list[float]) -> str:
     secs = float(r["seconds"])
     spread = f"  ({', '.join(f'{s:.2f}' for s in all_secs)})" if len(all_secs) > 1 else ""
@@ -188,8 +118,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big-rows", type=int, default=5_000_000)
-    ap.add_argument("--data-dir", default=str(HERE / "_data"))
-    ap.add_argument("--gen", help="path of gen_data.py (default: ../shared/bench/gen_data.py from the repo)")
+    ap.add_argument("--data-dir", default=str(_common.BENCH / "_data"))
+    ap.add_argument("--gen", help=_common.GEN_HELP)
     ap.add_argument("--skip-big", action="store_true", help="skip (c), the --big-rows RSS run")
     ap.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b), interleaved; the median is shown")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
@@ -198,14 +128,11 @@ def main() -> None:
     a = ap.parse_args()
 
     if a.child:
-        res = CHILDREN[a.child[0]](a.child[1])
-        res["peak_rss"] = _peak_rss()
-        print(json.dumps(res))
+        _common.print_child_result(CHILDREN[a.child[0]](a.child[1]))
         return
 
-    if a.src:
-        os.environ["LOOPML_BENCH_SRC"] = str(Path(a.src).resolve())
-    gen = _find_gen(a.gen)
+    _common.export_src(a.src)
+    gen = _common.find_gen(a.gen)
     data_dir = Path(a.data_dir)
     csv = ensure_csv(data_dir, a.rows, gen)
     big = None if a.skip_big else ensure_csv(data_dir, a.big_rows, gen)
@@ -213,9 +140,9 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {"loopml": [], "floor": []}
     for _ in range(max(a.repeat, 1)):
         for mode in ("loopml", "floor"):
-            runs[mode].append(run_child(mode, csv))
-    lo, fl = _best(runs["loopml"]), _best(runs["floor"])
-    big_res = run_child("loopml", big) if big is not None else None
+            runs[mode].append(_common.run_child(mode, str(csv)))
+    lo, fl = _common.median_run(runs["loopml"]), _common.median_run(runs["floor"])
+    big_res = _common.run_child("loopml", str(big)) if big is not None else None
 
     print(f"\nCSV ingest: {csv} ({csv.stat().st_size / 1e6:,.0f} MB), python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores")
@@ -228,8 +155,6 @@ def main() -> None:
     ratio = (float(fl["seconds"]) / float(lo["seconds"]))
     print(f"\nloopml / floor throughput: {ratio:.2f} (target >= {TARGET_RATIO:.2f}): "
           f"{'ok' if ratio >= TARGET_RATIO else 'BELOW TARGET'}")
-    if lo.get("stub_validation"):
-        print("note: loopml.data.validation does not exist yet; an empty stand-in was used (no expectations)")
     print(f"loopml workspace setup (excluded): {float(lo['setup_seconds']):.2f} s")
     if big_res is not None:
         rss = int(big_res["peak_rss"])

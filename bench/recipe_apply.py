@@ -25,21 +25,18 @@ It also checks, on 200 rows, that (a) gives exactly what ``transform`` gives.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import math
-import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
 TARGET_P99_MS = 1.0
 
 RECIPE = """\
@@ -74,31 +71,6 @@ steps:
 """
 
 
-def _find_gen(override: str | None) -> Path:
-    candidates = [Path(override)] if override else [
-        REPO.parent / "shared" / "bench" / "gen_data.py",
-        REPO / "shared" / "bench" / "gen_data.py",
-    ]
-    for c in candidates:
-        c = c / "gen_data.py" if c.is_dir() else c
-        if c.is_file():
-            return c.resolve()
-    sys.exit(f"cannot find gen_data.py (looked at {', '.join(map(str, candidates))}); pass --gen PATH")
-
-
-def _load_gen(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loopml_bench_gen_data", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _pct(samples: list[float], q: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1)]
-
-
 def _latency(fn: Any, inputs: list[Any], calls: int, warmup: int = 200) -> dict[str, float]:
     for i in range(warmup):
         fn(inputs[i % len(inputs)])
@@ -109,7 +81,7 @@ def _latency(fn: Any, inputs: list[Any], calls: int, warmup: int = 200) -> dict[
         t0 = clock()
         fn(x)
         times.append(clock() - t0)
-    return {"p50_ms": _pct(times, 50) * 1e3, "p99_ms": _pct(times, 99) * 1e3,
+    return {"p50_ms": _common.percentile(times, 50) * 1e3, "p99_ms": _common.percentile(times, 99) * 1e3,
             "mean_ms": statistics.fmean(times) * 1e3, "calls": calls}
 
 
@@ -131,19 +103,19 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000, help="rows to fit on and to transform in batch")
     ap.add_argument("--calls", type=int, default=20_000, help="transform_one calls to time")
     ap.add_argument("--floor-calls", type=int, default=1_000, help="sklearn 1-row calls to time")
-    ap.add_argument("--gen", help="path of gen_data.py (default: ../shared/bench/gen_data.py from the repo)")
+    ap.add_argument("--gen", help=_common.GEN_HELP)
     ap.add_argument("--src", help="import loopml from this src folder")
     ap.add_argument("--skip-workspace", action="store_true", help="skip apply_recipe through a workspace")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     a = ap.parse_args()
-    sys.path.insert(0, a.src or os.environ.get("LOOPML_BENCH_SRC") or str(REPO / "src"))
+    _common.use_src(a.src)
 
     import numpy as np
     import pandas as pd
 
     from loopml.prep import Recipe
 
-    gen = _load_gen(_find_gen(a.gen))
+    gen = _common.load_gen(_common.find_gen(a.gen))
     df = gen.make(a.rows, 1)
     recipe = Recipe.from_yaml(RECIPE)
     res: dict[str, Any] = {"rows": len(df), "steps": len(recipe.steps), "python": sys.version.split()[0]}

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +31,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
-from loopml import Workspace  # noqa: E402
-from loopml.data.streams import Consumer, create_stream  # noqa: E402
+sys.path.insert(0, str(_common.REPO / "src"))
+from loopml import Workspace
+from loopml.data.streams import Consumer, create_stream
 
 TARGETS = {"sqlite": 50_000, "redis": 100_000}
 
@@ -62,36 +61,14 @@ def make_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
 @contextmanager
 def private_redis() -> Iterator[str]:
     """A redis-server on a free port in a temp folder (no persistence), stopped after."""
-    exe = shutil.which("redis-server")
-    if exe is None:
+    if shutil.which("redis-server") is None:
         raise SystemExit("redis-server not found (apt-get install redis-server), or use --backends sqlite")
-    folder = tempfile.mkdtemp(prefix="loopml-bench-redis-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", folder, "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
+        redis = _common.PrivateRedis()
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    with redis:
+        yield redis.url
 
 
 def bench_backend(url: str | None, records: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, float]:
