@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,6 +111,13 @@ def test_create_put_get_describe_list_delete(
         (["stream", "create", "bad name"], "stream name 'bad name' is not allowed"),
         (["stream", "describe", "nope"], "create it with `loopml stream create nope`"),
         (["stream", "serve", "--api-key-env", "LOOPML_TEST_NO_SUCH_VAR"], "LOOPML_TEST_NO_SUCH_VAR is not set"),
+        (["stream", "sink", "nope", "--dataset", "d"], "no stream named 'nope'"),
+        (["stream", "sink", "s", "--dataset", "d", "--transform", "no_colon"], "not of the form module:function"),
+        (["stream", "sink", "s", "--dataset", "d", "--transform", "loopml_no_such_mod:f"],
+         "cannot import module 'loopml_no_such_mod'"),
+        (["stream", "sink", "s", "--dataset", "d", "--expect", "missing.yaml"], "expectations file not found"),
+        (["stream", "sink", "s", "--dataset", "d", "--max-records", "0"], "max_records must be a whole number"),
+        (["stream", "sink", "s", "--dataset", "bad name"], "dataset name 'bad name' is not allowed"),
     ],
 )
 def test_user_errors_are_one_line_exit_1(
@@ -160,3 +168,79 @@ def test_serve_command_runs_a_server(project: Path) -> None:
         proc.wait(10)
         if proc.stderr:
             proc.stderr.close()
+
+
+HOOKS = """
+import pandas as pd
+
+def add_f(df: pd.DataFrame) -> pd.DataFrame:
+    if (df["t"] < -50).any():
+        raise ValueError("implausible temperature")
+    df["t_f"] = df["t"] * 9 / 5 + 32
+    return df
+"""
+
+
+def test_sink_delivers_into_the_catalog(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml import Workspace
+    from loopml.data import Catalog
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI adds the current folder for --transform
+    run(capsys, "stream", "create", "sensors", "--shards", "2")
+    lines = [json.dumps({"id": i, "sensor": f"s{i % 3}", "t": 20 + i}) for i in range(10)]
+    lines += [json.dumps({"id": 10, "sensor": "s1", "t": -100}), json.dumps({"id": 11, "sensor": "s1", "t": 500})]
+    (project / "r.jsonl").write_text("\n".join(lines) + "\n")
+    run(capsys, "stream", "put", "sensors", "--file", "r.jsonl", "--key-field", "sensor")
+    (project / "exp.yaml").write_text("columns:\n  t: {type: float, max: 100}\n")
+    (project / "sink_cli_hooks.py").write_text(HOOKS)
+
+    code, out, err = run(capsys, "stream", "sink", "sensors", "--dataset", "readings", "--once",
+                         "--max-records", "4", "--expect", "exp.yaml",
+                         "--transform", "sink_cli_hooks:add_f", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["records"], report["rows"], report["quarantined"]) == (12, 10, 2)
+    assert report["failures"] == {"transform: ValueError": 1, "t: max 100": 1}
+    assert report["versions_created"] == 3 and report["last_version"] == "readings:3"
+    assert "delivered 4 records -> readings:1" in err
+    ws = Workspace.open(project)
+    try:
+        df = Catalog(ws).read_pandas("readings")
+    finally:
+        ws.close()
+    assert sorted(df["id"]) == list(range(10)) and (df["t_f"] == df["t"] * 9 / 5 + 32).all()
+
+    code, out, _ = run(capsys, "stream", "sink", "sensors", "--dataset", "readings", "--once")
+    assert code == 0 and "No new records in stream sensors" in out
+    run(capsys, "stream", "put", "sensors", "--data", '{"id": 12, "sensor": "s0", "t": 1}')
+    code, out, _ = run(capsys, "stream", "sink", "sensors", "--dataset", "readings", "--once")
+    assert code == 0 and "Delivered 1 records of sensors into readings:4: 1 rows, 0 quarantined" in out
+    code, out, _ = run(capsys, "data", "show", "readings", "--json")
+    assert json.loads(out)["row_count"] == 11
+
+
+def test_sink_flushes_and_exits_on_sigterm(project: Path) -> None:
+    env = {**os.environ, "LOOPML_HOME": str(project)}
+    subprocess.run([sys.executable, "-m", "loopml", "stream", "create", "s"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "loopml", "stream", "put", "s", "--data", '[{"a": 1}, {"a": 2}]'],
+                   env=env, check=True, capture_output=True, timeout=60)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopml", "stream", "sink", "s", "--dataset", "d", "--max-seconds", "600"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "delivering stream s into dataset d" in proc.stderr.readline()
+        time.sleep(1.0)  # it has polled the two records by now, and waits for more
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "delivered 2 records -> d:1: 2 rows (stop" in err
+    assert "Delivered 2 records of s into d:1" in out

@@ -1,4 +1,4 @@
-"""``loopml stream``: create streams, put and get records, serve HTTP ingestion."""
+"""``loopml stream``: create streams, put and get records, serve HTTP ingestion, sink to the catalog."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from loopml.cli._app import JsonOpt, app, console, open_workspace, print_json
+from loopml.cli._app import JsonOpt, app, console, err_console, open_workspace, print_json
 from loopml.errors import InvalidInput
 
 stream_app = typer.Typer(
@@ -280,3 +281,80 @@ def serve_cmd(
             + (" (X-Api-Key required)" if api_key else "")
         )
         uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@stream_app.command("sink")
+def sink_cmd(
+    name: str = typer.Argument(..., help="Stream name."),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset to deliver into (each flush adds a version)."),
+    max_records: int = typer.Option(100_000, "--max-records", help="Flush once this many records are buffered."),
+    max_seconds: float = typer.Option(60.0, "--max-seconds", help="Flush this many seconds after the first buffered record."),
+    max_mb: float = typer.Option(64.0, "--max-mb", help="Flush once this many MiB of record data are buffered."),
+    expect: Path = typer.Option(None, "--expect", help="Expectations YAML file: invalid rows go to quarantine."),
+    fail_on_invalid: bool = typer.Option(False, "--fail-on-invalid", help="Stop (delivering nothing of that flush) if any record is rejected."),
+    transform: str = typer.Option(None, "--transform", help="Hook run on each flush: module:function (a DataFrame in, a DataFrame out)."),
+    transform_input: str = typer.Option(None, "--transform-input", help="What the hook takes: pandas or records (a list of dicts); default from its annotation."),
+    group: str = typer.Option(None, "--group", help="Consumer group (default sink-DATASET)."),
+    once: bool = typer.Option(False, "--once", help="Deliver what the stream holds now, then exit."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deliver stream NAME into dataset --dataset: buffered, validated, exactly once.
+
+    Runs until SIGINT/SIGTERM (or, with --once, until the stream is drained),
+    flushing what it holds before it exits.
+    """
+    import os
+    import signal
+
+    from loopml.data.streams import FlushResult, StreamSink
+
+    if transform is not None and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--transform my_hooks:clean` from the current folder
+
+    def show(r: FlushResult) -> None:
+        note = f", {r.quarantined:,} quarantined" if r.quarantined else ""
+        target = r.version.ref if r.version.created else f"{r.version.ref} (unchanged)"
+        err_console.print(
+            f"delivered {r.records:,} records -> {target}: {r.rows:,} rows{note} "
+            f"({r.reason}, {r.seconds:.2f} s)"
+        )
+
+    with open_workspace() as ws, StreamSink(
+        ws, name, dataset, group=group, max_records=max_records, max_seconds=max_seconds,
+        max_mb=max_mb, expectations=expect, transform=transform, transform_input=transform_input,
+        fail_on_invalid=fail_on_invalid, on_flush=show,
+    ) as sink:
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if sink.stopping:  # a second signal: stop now (safe, at worst re-read on restart)
+                raise KeyboardInterrupt
+            sink.stop()
+
+        previous: dict[int, Any] = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: no signal handling
+            pass
+        try:
+            if not once:
+                err_console.print(
+                    f"delivering stream {name} into dataset {dataset} (Ctrl-C to stop)"
+                )
+            report = sink.run(until_idle=once)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    if not report.records:
+        console.print(f"No new records in stream {name}; dataset {dataset} unchanged.")
+        return
+    console.print(
+        f"[green]Delivered {report.records:,} records[/] of {name} into {report.last_version}: "
+        f"{report.rows:,} rows, {report.quarantined:,} quarantined, "
+        f"{report.versions_created} new version(s)"
+    )
+    for rule, count in report.failures.items():
+        console.print(f"  [red]{count:,}[/] × {escape(rule)}")

@@ -5,7 +5,9 @@ key that picks the shard; readers :meth:`Stream.get` a shard from an iterator
 position, or run a :class:`Consumer` that resumes after its group's last
 committed :class:`Checkpoint`. The backend is chosen by the workspace's
 ``stream_url`` setting: an embedded SQLite log (the default) or Redis Streams.
-HTTP producers use :func:`loopml.data.streams.http.create_app`.
+HTTP producers use :func:`loopml.data.streams.http.create_app`. A
+:class:`StreamSink` delivers a stream, buffered and exactly once, into a
+catalog dataset (the Kinesis Data Firehose role).
 
 Examples
 --------
@@ -32,6 +34,7 @@ from loopml.data.streams.base import (
     shard_for_key,
 )
 from loopml.data.streams.consumer import Batch, Checkpoint, Consumer
+from loopml.data.streams.sink import FlushResult, SinkReport, StreamSink, load_transform
 from loopml.data.streams.stream import (
     GetRecordsResult,
     Stream,
@@ -47,17 +50,21 @@ __all__ = [
     "Batch",
     "Checkpoint",
     "Consumer",
+    "FlushResult",
     "GetRecordsResult",
     "PutResult",
     "Record",
     "RecordTooLarge",
     "ShardInfo",
+    "SinkReport",
     "Stream",
     "StreamBackend",
     "StreamDescription",
+    "StreamSink",
     "create_stream",
     "delete_stream",
     "list_streams",
+    "load_transform",
     "open_backend",
     "open_stream",
     "parse_retention",
