@@ -43,11 +43,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from streams_put import make_records, private_redis  # noqa: E402
+from streams_put import make_records, private_redis, put_and_consume  # noqa: E402
 
 from loopml import Workspace  # noqa: E402
 from loopml.data import Catalog  # noqa: E402
-from loopml.data.streams import Consumer, FlushResult, StreamSink, create_stream  # noqa: E402
+from loopml.data.streams import FlushResult, StreamSink, create_stream  # noqa: E402
 
 TARGETS = {"sqlite": {"put": 50_000, "e2e": 50_000}, "redis": {"put": 100_000, "e2e": 0}}
 
@@ -83,25 +83,8 @@ def start_producer(ws: Workspace, stream: str, n: int, batch: int, rate: float, 
 
 
 # -- measurements ------------------------------------------------------------------------------
-def put_and_consume(ws: Workspace, args: argparse.Namespace) -> dict[str, float]:
-    records = make_records(args.records)
-    out: dict[str, float] = {}
-    with create_stream(ws, "alone", shards=args.shards) as s:
-        t = time.perf_counter()
-        for i in range(0, len(records), args.batch):
-            s.put_many(records[i : i + args.batch], key_field="sensor_id")
-        out["put"] = len(records) / (time.perf_counter() - t)
-    del records
-    with Consumer(ws, "alone", "bench-consumer") as c:
-        t = time.perf_counter()
-        n = 0
-        while batch := c.poll(limit=args.batch):
-            n += len(batch)
-            c.commit(batch.checkpoint)
-        out["consume"] = n / (time.perf_counter() - t)
-    if n != args.records:
-        raise SystemExit(f"consumed {n} records, put {args.records}")
-    return out
+def measure_put_and_consume(ws: Workspace, args: argparse.Namespace) -> dict[str, float]:
+    return put_and_consume(ws, "alone", make_records(args.records), batch=args.batch, shards=args.shards)
 
 
 def run_sink_with_producer(
@@ -178,7 +161,7 @@ def bench_backend(url: str | None, args: argparse.Namespace) -> dict[str, Any]:
         if url is not None:
             os.environ["LOOPML_STREAM_URL"] = url  # the producer process inherits it
         ws = Workspace.init(folder)
-        res: dict[str, Any] = put_and_consume(ws, args)
+        res: dict[str, Any] = measure_put_and_consume(ws, args)
 
         n = args.records
         started, done, flushes = run_sink_with_producer(

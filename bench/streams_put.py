@@ -36,7 +36,7 @@ import _common
 
 sys.path.insert(0, str(_common.REPO / "src"))
 from loopml import Workspace
-from loopml.data.streams import Consumer, create_stream
+from loopml.data.streams import Consumer, create_stream, open_stream
 
 TARGETS = {"sqlite": 50_000, "redis": 100_000}
 
@@ -71,6 +71,28 @@ def private_redis() -> Iterator[str]:
         yield redis.url
 
 
+def put_and_consume(
+    ws: Any, name: str, records: list[dict[str, Any]], *, batch: int, shards: int
+) -> dict[str, float]:
+    """Create stream ``name``, put ``records`` in batches, then consume them all; records/s of each."""
+    out: dict[str, float] = {}
+    with create_stream(ws, name, shards=shards) as s:
+        t = time.perf_counter()
+        for i in range(0, len(records), batch):
+            s.put_many(records[i : i + batch], key_field="sensor_id")
+        out["put"] = len(records) / (time.perf_counter() - t)
+    with Consumer(ws, name, "bench-consumer") as c:
+        t = time.perf_counter()
+        n = 0
+        while polled := c.poll(limit=batch):
+            n += len(polled)
+            c.commit(polled.checkpoint)
+        out["consume"] = n / (time.perf_counter() - t)
+    if n != len(records):
+        raise SystemExit(f"consumed {n} records, put {len(records)}")
+    return out
+
+
 def bench_backend(url: str | None, records: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, float]:
     folder = tempfile.mkdtemp(prefix="loopml-bench-streams-")
     try:
@@ -80,23 +102,8 @@ def bench_backend(url: str | None, records: list[dict[str, Any]], args: argparse
             os.environ["LOOPML_STREAM_URL"] = url
         ws = Workspace.init(folder)
         os.environ.pop("LOOPML_STREAM_URL", None)
-        out: dict[str, float] = {}
-        with create_stream(ws, "bench", shards=args.shards) as s:
-            t = time.perf_counter()
-            for i in range(0, len(records), args.batch):
-                s.put_many(records[i : i + args.batch], key_field="sensor_id")
-            out["put"] = len(records) / (time.perf_counter() - t)
-
-            with Consumer(ws, "bench", "bench-consumer") as c:
-                t = time.perf_counter()
-                n = 0
-                while batch := c.poll(limit=args.batch):
-                    n += len(batch)
-                    c.commit(batch.checkpoint)
-                out["consume"] = n / (time.perf_counter() - t)
-            if n != len(records):
-                raise SystemExit(f"consumed {n} records, put {len(records)}")
-
+        out = put_and_consume(ws, "bench", records, batch=args.batch, shards=args.shards)
+        with open_stream(ws, "bench") as s:
             single = records[: args.single]
             t = time.perf_counter()
             for rec in single:
