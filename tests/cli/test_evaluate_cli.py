@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopml.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "init", ".")[0] == 0
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.4 * y + 0.6 * rng.random(n), 0, 1).round(4)
+    pd.DataFrame({"churn": np.where(y == 1, "yes", "no"), "score": s,
+                  "pred": np.where(s >= 0.5, "yes", "no"), "price": rng.normal(100, 10, n).round(2),
+                  "price_hat": rng.normal(100, 10, n).round(2)}).to_csv(tmp_path / "preds.csv", index=False)
+    (tmp_path / "costs.yaml").write_text(
+        "cost_fp: 5\ncost_fn: 40\nbenefit_tp: 10\nprice_per_prediction: 0.01\n"
+        "users_per_day: 1000\ndevelopment_cost: 20000\ncurrency: EUR\n")
+    assert run(capsys, "data", "ingest", "preds.csv", "--name", "preds")[0] == 0
+    return tmp_path
+
+
+def test_evaluate_prints_metrics_business_and_writes_report(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "evaluate", "--data", "preds", "--target", "churn", "--prediction", "pred",
+                         "--score", "score", "--costs", "costs.yaml", "--out", "r/eval.html",
+                         "--latency-p50-ms", "3", "--latency-p99-ms", "12")
+    assert code == 0, err
+    assert "Evaluated preds:1: 200 rows, binary (inferred), positive class yes" in out
+    assert "AUC-ROC" in out and "PR-AUC" in out and "Threshold " in out and "(best expected cost)" in out
+    assert "always-negative" in out and "payback period (days)" in out and "ROI over the horizon" in out
+    assert "model–business alignment" in out
+    assert "Report: r/eval.html" in out
+    page = (project / "r" / "eval.html").read_text()
+    assert 'id="business"' in page and 'id="calibration"' in page
+
+    code, out, _ = run(capsys, "evaluate", "--data", "preds:1", "--target", "churn", "--score", "score",
+                       "--pos-label", "yes", "--threshold-by", "f1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["task"] == "binary" and data["pos_label"] == "yes"
+    assert data["threshold"]["by"] == "f1" and data["info"]["decision_threshold"] == 0.5
+    assert data["stored"]["out"] is None and Path(data["stored"]["report_path"]).exists()
+
+    code, out, _ = run(capsys, "data", "show", "preds", "--json")
+    assert {e["relation"] for e in json.loads(out)["lineage"]["downstream"]} == {"evaluated_by"}
+
+
+def test_evaluate_regression_task(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "evaluate", "--data", "preds", "--target", "price", "--prediction", "price_hat",
+                         "--task", "regression")
+    assert code == 0, err
+    assert "RMSE" in out and "R²" in out and "MAPE" in out and "business" not in out
+
+
+def test_evaluate_errors_are_one_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def fails(*argv: str) -> str:
+        code, _, err = run(capsys, "evaluate", *argv)
+        assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        return err
+
+    assert "model evaluation arrives with the training stage" in fails("churn-model:3", "--data", "preds")
+    assert "--prediction" in fails("run-123")
+    assert "target column 'nope' is not in preds:1" in fails("--data", "preds", "--target", "nope", "--prediction", "pred")
+    assert "no dataset named 'nosuch'" in fails("--data", "nosuch", "--target", "churn", "--prediction", "pred")
+    assert "task must be one of" in fails("--data", "preds", "--target", "churn", "--prediction", "pred", "--task", "vision")
+    (project / "bad.yaml").write_text("cost_fp: 5\npredictions_per_day: -3\n")
+    assert "predictions_per_day must be a number above 0; got -3" in fails(
+        "--data", "preds", "--target", "churn", "--prediction", "pred", "--costs", "bad.yaml")
+    (project / "typo.yaml").write_text("cost_fn: 5\ncosts_fp: 1\n")
+    assert "unknown key 'costs_fp' (did you mean 'cost_fp'?)" in fails(
+        "--data", "preds", "--target", "churn", "--prediction", "pred", "--costs", "typo.yaml")
+    assert "pos_label 'maybe' is not one of the classes" in fails(
+        "--data", "preds", "--target", "churn", "--score", "score", "--pos-label", "maybe")
+    assert "give the prediction column (--prediction) or the score column(s) (--score)" in fails(
+        "--data", "preds", "--target", "churn")
+    code, _, _ = run(capsys, "evaluate", "--target", "churn")
+    assert code == 2
+    code, _, _ = run(capsys, "evaluate", "--data", "preds", "--k", "zero")
+    assert code == 2
+
+
+def test_evaluate_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "evaluate", "--help")
+    assert code == 0
+    for flag in ("MODEL_OR_RUN", "--data", "--target", "--prediction", "--score", "--costs", "--out", "--task", "--k", "--json"):
+        assert flag in out

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loopml.evaluate import EvaluationResult, evaluate_predictions, render_report
+
+SECTIONS = ("metrics", "curves", "calibration", "confusion", "residuals", "business")
+CHROMIUM = "/usr/bin/chromium"
+COSTS = {"cost_fp": 5, "cost_fn": 50, "benefit_tp": 10, "predictions_per_day": 1000,
+         "development_cost": 5000, "currency": "EUR"}
+
+
+@pytest.fixture(scope="module")
+def binary_result() -> EvaluationResult:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 800)
+    s = np.clip(0.35 * y + 0.65 * rng.random(800), 0, 1)
+    return evaluate_predictions(y, y_score=s, costs=COSTS, latency={"p50_ms": 2.0, "p99_ms": 7.5})
+
+
+@pytest.fixture(scope="module")
+def regression_result() -> EvaluationResult:
+    rng = np.random.default_rng(2)
+    y = rng.normal(50, 10, 300)
+    return evaluate_predictions(y, y + rng.normal(0, 3, 300))
+
+
+def _figures(page: str) -> dict[str, dict[str, object]]:
+    m = re.search(r'<script type="application/json" id="loopml-figures">(.*?)</script>', page, re.S)
+    assert m
+    figs: dict[str, dict[str, object]] = json.loads(m.group(1))
+    return figs
+
+
+def test_sections_and_self_contained(binary_result: EvaluationResult) -> None:
+    from plotly.offline import get_plotlyjs
+
+    page = render_report(binary_result)
+    for sec in SECTIONS:
+        assert f'id="{sec}"' in page
+    assert page.count(get_plotlyjs()) == 1  # plotly.js inline, once
+    assert len(re.findall(r"<script[^>]*\bsrc=", page)) == 0
+    rest = page.replace(get_plotlyjs(), "")
+    assert "http://" not in rest and "https://" not in rest and "<link" not in rest
+    figs = _figures(page)
+    charts = set(re.findall(r'data-fig="([^"]+)"', page))
+    assert {"roc", "pr", "calibration", "score_hist", "confusion", "value_per_day"} == charts <= set(figs)
+    assert figs["confusion"]["data"][0]["type"] == "heatmap"  # type: ignore[index]
+    business = page[page.index('id="business"'):]
+    assert "always-negative" in business and "payback period (days)" in business and "EUR" in business
+    assert "Model–business alignment" in business and "7.5" in business
+
+
+def test_not_applicable_sections_say_so(regression_result: EvaluationResult) -> None:
+    page = render_report(regression_result)
+    assert set(re.findall(r'data-fig="([^"]+)"', page)) == {"resid_scatter", "resid_hist", "pred_actual"}
+    assert "apply to classification" in page[page.index('id="curves"'):page.index('id="calibration"')]
+    assert "No costs given" in page[page.index('id="business"'):]
+
+
+def test_text_is_escaped() -> None:
+    r = evaluate_predictions(["<b>x</b>", "<script>alert(1)</script>"] * 5, ["<b>x</b>"] * 10)
+    page = render_report(r)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def _chromium() -> str:
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing; CI must run the browser test")
+    pytest.skip(f"{CHROMIUM} is not installed")
+
+
+def _dom(page: str, tmp_path: Path, name: str) -> str:
+    report = tmp_path / f"{name}.html"
+    report.write_text(page)
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / ('profile-' + name)}",
+           "--window-size=1280,2000", "--virtual-time-budget=10000", "--dump-dom", report.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_reports_render_in_headless_chromium(binary_result: EvaluationResult,
+                                             regression_result: EvaluationResult, tmp_path: Path) -> None:
+    dom = _dom(render_report(binary_result), tmp_path, "binary")
+    for sec in SECTIONS:
+        assert f'id="{sec}"' in dom, sec
+    assert "js-plotly-plot" in dom and 'class="main-svg"' in dom  # plotly drew charts
+    assert len(re.findall(r'data-drawn="1"', dom)) == 6
+    dom = _dom(render_report(regression_result), tmp_path, "regression")
+    assert len(re.findall(r'data-drawn="1"', dom)) == 3 and 'class="main-svg"' in dom
