@@ -1,39 +1,15 @@
-"""The Jinja2 template of the HTML report (kept in Python so it ships with the package)."""
+"""The Jinja2 page of the EDA report (kept in Python so it ships with the package).
+
+It extends the shared report shell (:mod:`loopml._report`): the CSS here is
+what only this page needs.
+"""
 
 from __future__ import annotations
 
-TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="loopml {{ version }}">
-<title>{{ p.title }}{% if source %} · {{ source }}{% endif %}</title>
-<style>
-:root { --fg:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --accent:#2563eb;
-        --warn:#b45309; --warnbg:#fef3c7; --info:#1e40af; --infobg:#dbeafe; --ok:#047857; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--fg); background:var(--bg); }
-header { background:#111827; color:#f9fafb; padding:18px 28px; }
-header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
-header .sub { color:#cbd2d9; font-size:13px; }
-nav { position:sticky; top:0; z-index:10; background:#fff; border-bottom:1px solid var(--line); padding:8px 28px; }
-nav a { margin-right:16px; color:var(--accent); text-decoration:none; font-weight:500; }
+TEMPLATE = r"""{% extends "report_shell.html" %}
+{% block style %}
 nav a .count { background:var(--warnbg); color:var(--warn); border-radius:9px; padding:0 6px; font-size:12px; margin-left:3px; }
-main { padding:8px 28px 40px; max-width:1400px; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 20px; margin:18px 0; }
-section > h2 { margin:0 0 12px; font-size:18px; }
-h3 { font-size:15px; margin:18px 0 8px; }
-.muted { color:var(--muted); }
-.cards { display:flex; flex-wrap:wrap; gap:12px; margin-bottom:12px; }
-.card { border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:130px; }
-.card .v { font-size:20px; font-weight:600; }
-.card .k { color:var(--muted); font-size:12px; }
-table { border-collapse:collapse; width:100%; font-size:13px; }
-th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { background:#f9fafb; font-weight:600; position:sticky; top:0; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-.scroll { overflow:auto; max-height:420px; border:1px solid var(--line); border-radius:6px; }
+th { position:sticky; top:0; }
 .badge { display:inline-block; border-radius:4px; padding:0 6px; font-size:11px; font-weight:600; margin:1px 2px; white-space:nowrap; }
 .badge.warning { background:var(--warnbg); color:var(--warn); }
 .badge.info { background:var(--infobg); color:var(--info); }
@@ -47,30 +23,22 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .kv b { font-weight:500; font-variant-numeric:tabular-nums; text-align:right; word-break:break-all; }
 table.top { margin-top:8px; }
 table.top td { padding:2px 6px; }
-.chart { width:100%; height:240px; }
 .col .chart { height:200px; }
 .chart.tall { height:420px; }
 .chart.heat { height:460px; }
-.note { font-size:12px; color:var(--muted); margin:6px 0; }
-.ok { color:var(--ok); }
-.pair { display:grid; grid-template-columns:1fr 1fr; gap:14px; }
-@media (max-width:900px) { .pair { grid-template-columns:1fr; } .kv { grid-template-columns:repeat(2,1fr); } }
-</style>
-</head>
-<body>
-<header>
-  <h1>{{ p.title }}</h1>
-  <div class="sub">{% if source %}{{ source }} · {% endif %}{{ ov.rows|n }} rows × {{ ov.columns|n }} columns
+.ok { color:var(--good); }
+@media (max-width:900px) { .kv { grid-template-columns:repeat(2,1fr); } }
+{% endblock %}
+{% block subtitle %}{% if source %}{{ source }} · {% endif %}{{ ov.rows|n }} rows × {{ ov.columns|n }} columns
     {%- if ov.target %} · target <b>{{ ov.target }}</b>{% endif %}
-    · {% if ov.sample.sampled %}correlations, anomaly scores and target plots on a seeded sample of {{ ov.sample.rows|n }} rows (seed {{ ov.sample.seed }}); counts, statistics and histograms are exact{% else %}every figure computed on all rows{% endif %}</div>
-</header>
-<nav>
+    · {% if ov.sample.sampled %}correlations, anomaly scores and target plots on a seeded sample of {{ ov.sample.rows|n }} rows (seed {{ ov.sample.seed }}); counts, statistics and histograms are exact{% else %}every figure computed on all rows{% endif %}{% endblock %}
+{% block nav %}
   <a href="#warnings">Warnings<span class="count">{{ n_warn }}</span></a>
   <a href="#overview">Overview</a><a href="#columns">Columns</a><a href="#missing">Missing values</a>
   <a href="#outliers">Outliers</a><a href="#correlations">Correlations</a><a href="#target">Target</a>
   <a href="#duplicates">Duplicates &amp; quality</a>
-</nav>
-<main>
+{% endblock %}
+{% block main %}
 
 <section id="warnings">
   <h2>Warnings <span class="muted">({{ n_warn }} warning{{ "s" if n_warn != 1 }}, {{ n_info }} note{{ "s" if n_info != 1 }})</span></h2>
@@ -246,36 +214,5 @@ table.top td { padding:2px 6px; }
   </table>
 </section>
 
-</main>
-<script type="application/json" id="loopml-figures">{{ figs|tojson }}</script>
-<script>{{ plotly_js }}</script>
-<script>
-(function () {
-  var figs = JSON.parse(document.getElementById("loopml-figures").textContent);
-  var config = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"]};
-  var pending = Array.prototype.slice.call(document.querySelectorAll("[data-fig]"));
-  function draw(el) {
-    if (el.dataset.drawn) return;
-    el.dataset.drawn = "1";
-    var f = figs[el.dataset.fig];
-    if (f) Plotly.newPlot(el, f.data, f.layout, config);
-  }
-  // Charts in view are drawn first, the rest one at a time in the background,
-  // so a report with hundreds of columns opens at once.
-  if ("IntersectionObserver" in window) {
-    var io = new IntersectionObserver(function (entries) {
-      entries.forEach(function (e) { if (e.isIntersecting) { io.unobserve(e.target); draw(e.target); } });
-    }, {rootMargin: "300px"});
-    pending.forEach(function (el) { io.observe(el); });
-  }
-  var i = 0;
-  (function next() {
-    while (i < pending.length && pending[i].dataset.drawn) i++;
-    if (i < pending.length) { draw(pending[i]); setTimeout(next, 15); }
-  })();
-  window.addEventListener("beforeprint", function () { pending.forEach(draw); });
-})();
-</script>
-</body>
-</html>
+{% endblock %}
 """

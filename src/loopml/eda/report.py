@@ -1,35 +1,30 @@
 """``render_html()``: one self-contained, offline HTML report from a :class:`Profile`.
 
 Figures are plain plotly.js figure specs (data + layout) built from the
-profile's numbers, stored once as JSON in the page and drawn by the
-plotly.js bundle embedded inline (no CDN: the file works offline). Charts in
-view are drawn first and the rest in the background, so large reports open
-quickly.
+profile's numbers; the page shell, the inline plotly.js (no CDN: the file works
+offline) and the lazy chart drawing are the shared ones of :mod:`loopml._report`.
 """
 
 from __future__ import annotations
 
-import math
 from itertools import pairwise
 from typing import Any
 
+from loopml._report import (
+    COLORS,
+    SEQUENTIAL,
+    bin_centres,
+    chart_layout,
+    figure,
+    render_page,
+    shorten,
+)
 from loopml.eda._warnings import METHODS
 from loopml.eda.profile import Profile
 
 _HEIGHT = 240
-_BLUE = "#3b82f6"
-_ORANGE = "#f59e0b"
+_BLUE, _ORANGE = COLORS[0], COLORS[1]
 _DIVERGING = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
-_SEQUENTIAL = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]
-_LAYOUT: dict[str, Any] = {
-    "margin": {"l": 50, "r": 16, "t": 34, "b": 40},
-    "font": {"size": 11},
-    "paper_bgcolor": "white",
-    "plot_bgcolor": "white",
-    "bargap": 0.05,
-    "xaxis": {"gridcolor": "#eef0f3", "automargin": True},
-    "yaxis": {"gridcolor": "#eef0f3", "automargin": True},
-}
 _WARN_FLAGS = ("empty", "constant", "near_constant", "id_like", "high_cardinality", "high_missing", "infinite")
 _STAT_ROWS: dict[str, list[tuple[str, str]]] = {
     "numeric": [("mean", "mean"), ("std", "std"), ("min", "min"), ("p05", "5%"), ("q1", "25%"),
@@ -49,25 +44,8 @@ _QUALITY = [("constant", "constant"), ("near-constant", "near_constant"), ("susp
             ("infinite values", "infinite")]
 
 
-def _layout(title: str, **extra: Any) -> dict[str, Any]:
-    out = {**_LAYOUT, "title": {"text": title, "font": {"size": 13}, "x": 0.01}, **extra}
-    for axis in ("xaxis", "yaxis"):
-        if axis in extra:
-            out[axis] = {**_LAYOUT[axis], **extra[axis]}
-    return out
-
-
-def _fig(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
-    return {"data": data, "layout": layout}
-
-
-def _centres(edges: list[float]) -> list[float]:
-    return [(a + b) / 2 for a, b in pairwise(edges)]
-
-
 def _label(v: Any) -> str:
-    s = "null" if v is None else str(v)
-    return s if len(s) <= 40 else s[:39] + "…"
+    return "null" if v is None else shorten(str(v), 40)
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -75,36 +53,36 @@ def _column_chart(c: dict[str, Any]) -> dict[str, Any] | None:
     kind = c["kind"]
     if kind == "numeric" and c.get("histogram") and c["histogram"]["counts"]:
         e, counts = c["histogram"]["edges"], c["histogram"]["counts"]
-        centres = _centres(e)
+        centres = bin_centres(e)
         widths = [b - a for a, b in pairwise(e)]
-        return _fig([{"type": "bar", "x": centres, "y": counts, "width": widths, "marker": {"color": _BLUE},
+        return figure([{"type": "bar", "x": centres, "y": counts, "width": widths, "marker": {"color": _BLUE},
                       "hovertemplate": "%{x}: %{y:,}<extra></extra>"}],
-                    _layout("histogram (all rows)", height=200, bargap=0.02))
+                    chart_layout("histogram (all rows)", height=200, bargap=0.02))
     if kind in ("categorical", "boolean") and c["top"]:
         labels = [_label(t["value"]) for t in c["top"]]
         counts = [t["count"] for t in c["top"]]
         if c.get("top_other"):
             labels.append("(other values)")
             counts.append(c["top_other"])
-        return _fig([{"type": "bar", "orientation": "h", "y": labels[::-1], "x": counts[::-1],
+        return figure([{"type": "bar", "orientation": "h", "y": labels[::-1], "x": counts[::-1],
                       "marker": {"color": _BLUE}, "hovertemplate": "%{y}: %{x:,}<extra></extra>"}],
-                    _layout("most frequent values", height=200, yaxis={"type": "category"}))
+                    chart_layout("most frequent values", height=200, yaxis={"type": "category"}))
     if kind == "datetime" and c.get("time") and c["time"]["labels"]:
         t = c["time"]
-        return _fig([{"type": "bar", "x": t["labels"], "y": t["counts"], "marker": {"color": _BLUE},
+        return figure([{"type": "bar", "x": t["labels"], "y": t["counts"], "marker": {"color": _BLUE},
                       "hovertemplate": "%{x}: %{y:,}<extra></extra>"}],
-                    _layout(f"rows per {t['grain']}", height=200))
+                    chart_layout(f"rows per {t['grain']}", height=200))
     return None
 
 
 def _heatmap(title: str, x: list[str], y: list[str], z: list[list[float | None]],
              zmin: float, zmax: float) -> dict[str, Any]:
-    scale = _DIVERGING if zmin < 0 else _SEQUENTIAL
-    return _fig(
+    scale = _DIVERGING if zmin < 0 else SEQUENTIAL
+    return figure(
         [{"type": "heatmap", "x": x, "y": y, "z": z, "zmin": zmin, "zmax": zmax, "colorscale": scale,
           "hovertemplate": "%{y} × %{x}: %{z:.3f}<extra></extra>",
           "xgap": 1, "ygap": 1}],
-        _layout(title, height=460, xaxis={"type": "category", "tickangle": -45},
+        chart_layout(title, height=460, xaxis={"type": "category", "tickangle": -45},
                 yaxis={"type": "category", "autorange": "reversed"}),
     )
 
@@ -120,10 +98,10 @@ def _figures(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
     m = d["missing"]
     if m["columns"]:
         cols = m["columns"][::-1]
-        figs["missing_rates"] = _fig(
+        figs["missing_rates"] = figure(
             [{"type": "bar", "orientation": "h", "y": [c["name"] for c in cols], "x": [c["pct"] for c in cols],
               "marker": {"color": _ORANGE}, "hovertemplate": "%{y}: %{x:.2f}%<extra></extra>"}],
-            _layout("missing values per column (%)", height=420, yaxis={"type": "category"}))
+            chart_layout("missing values per column (%)", height=420, yaxis={"type": "category"}))
         if m.get("nullity_correlation"):
             names = [c["name"] for c in m["columns"]]
             figs["nullity"] = _heatmap("nullity correlation (1 = always missing together)", names, names,
@@ -131,21 +109,21 @@ def _figures(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
     o = d["outliers"]
     if o["columns"]:
         x = [r["column"] for r in o["columns"]]
-        figs["outlier_rates"] = _fig(
+        figs["outlier_rates"] = figure(
             [{"type": "bar", "name": "IQR", "x": x, "y": [r["iqr_pct"] for r in o["columns"]],
               "marker": {"color": _BLUE}},
              {"type": "bar", "name": f"|z| > {o['z_threshold']}", "x": x,
               "y": [r["z_pct"] for r in o["columns"]], "marker": {"color": _ORANGE}}],
-            _layout("outliers per column (% of rows)", height=_HEIGHT, barmode="group",
+            chart_layout("outliers per column (% of rows)", height=_HEIGHT, barmode="group",
                     xaxis={"type": "category"}))
     f = o.get("isolation_forest")
     if f:
         e = f["histogram"]["edges"]
-        figs["iforest"] = _fig(
-            [{"type": "bar", "x": _centres(e),
+        figs["iforest"] = figure(
+            [{"type": "bar", "x": bin_centres(e),
               "y": f["histogram"]["counts"], "marker": {"color": _BLUE},
               "hovertemplate": "score %{x:.3f}: %{y:,} rows<extra></extra>"}],
-            _layout("anomaly score distribution", height=_HEIGHT, bargap=0.02,
+            chart_layout("anomaly score distribution", height=_HEIGHT, bargap=0.02,
                     shapes=[{"type": "line", "x0": f["threshold"], "x1": f["threshold"], "yref": "paper",
                              "y0": 0, "y1": 1, "line": {"color": "#dc2626", "dash": "dot"}}]))
     cr = d["correlations"]
@@ -167,74 +145,53 @@ def _figures(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
 def _target_figures(t: dict[str, Any]) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     if t["task"] == "classification":
-        figs["target_dist"] = _fig(
+        figs["target_dist"] = figure(
             [{"type": "bar", "x": [_label(k["value"]) for k in t["classes"]], "y": [k["count"] for k in t["classes"]],
               "marker": {"color": _BLUE}, "hovertemplate": "%{x}: %{y:,}<extra></extra>"}],
-            _layout("class balance (all rows)", height=_HEIGHT, xaxis={"type": "category"}))
+            chart_layout("class balance (all rows)", height=_HEIGHT, xaxis={"type": "category"}))
     elif t.get("histogram"):
         e, counts = t["histogram"]["edges"], t["histogram"]["counts"]
-        figs["target_dist"] = _fig(
-            [{"type": "bar", "x": _centres(e), "y": counts,
+        figs["target_dist"] = figure(
+            [{"type": "bar", "x": bin_centres(e), "y": counts,
               "marker": {"color": _BLUE}}],
-            _layout("target distribution (all rows)", height=_HEIGHT, bargap=0.02))
+            chart_layout("target distribution (all rows)", height=_HEIGHT, bargap=0.02))
     assoc = t.get("associations", [])[:30][::-1]
-    figs["target_assoc"] = _fig(
+    figs["target_assoc"] = figure(
         [{"type": "bar", "orientation": "h", "y": [a["feature"] for a in assoc],
           "x": [a["strength"] for a in assoc], "customdata": [_method(a["method"]) for a in assoc],
           "marker": {"color": _BLUE}, "hovertemplate": "%{y}: %{x:.3f} (%{customdata})<extra></extra>"}],
-        _layout("association with the target (0..1)", height=420, yaxis={"type": "category"},
+        chart_layout("association with the target (0..1)", height=420, yaxis={"type": "category"},
                 xaxis={"range": [0, 1]}))
     for i, pl in enumerate(t.get("plots", [])):
         feat = pl["feature"]
         if pl["type"] == "scatter":
-            figs[f"target_plot_{i}"] = _fig(
+            figs[f"target_plot_{i}"] = figure(
                 [{"type": "scattergl" if len(pl["x"]) > 2000 else "scatter", "mode": "markers",
                   "x": pl["x"], "y": pl["y"], "marker": {"size": 4, "opacity": 0.5, "color": _BLUE}}],
-                _layout(f"{t['column']} vs {feat}", height=_HEIGHT, xaxis={"title": {"text": feat}},
+                chart_layout(f"{t['column']} vs {feat}", height=_HEIGHT, xaxis={"title": {"text": feat}},
                         yaxis={"title": {"text": t["column"]}}))
         elif pl["type"] == "box":
             b = pl["boxes"]
             x_title = t["column"] if pl["x_is_target"] else feat
             y_title = feat if pl["x_is_target"] else t["column"]
-            figs[f"target_plot_{i}"] = _fig(
+            figs[f"target_plot_{i}"] = figure(
                 [{"type": "box", "x": [_label(v["label"]) for v in b],
                   **{k: [v[k] for v in b] for k in ("q1", "median", "q3", "lowerfence", "upperfence", "mean")},
                   "marker": {"color": _BLUE}, "boxpoints": False}],
-                _layout(f"{feat} by {t['column'] if pl['x_is_target'] else 'category'}", height=_HEIGHT,
+                chart_layout(f"{feat} by {t['column'] if pl['x_is_target'] else 'category'}", height=_HEIGHT,
                         xaxis={"type": "category", "title": {"text": x_title}},
                         yaxis={"title": {"text": y_title}}))
         else:
             cats = [_label(c) for c in pl["categories"]]
-            figs[f"target_plot_{i}"] = _fig(
+            figs[f"target_plot_{i}"] = figure(
                 [{"type": "bar", "name": _label(k["class"]), "x": cats, "y": k["shares"]}
                  for k in pl["classes"]],
-                _layout(f"{t['column']} share by {feat}", height=_HEIGHT, barmode="stack",
+                chart_layout(f"{t['column']} share by {feat}", height=_HEIGHT, barmode="stack",
                         xaxis={"type": "category", "title": {"text": feat}}, yaxis={"range": [0, 1]}))
     return figs
 
 
 # -- formatting filters ------------------------------------------------------------------------
-def _n(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "—"
-        a = abs(v)
-        if v == 0 or (a >= 1000 and a < 1e15 and v.is_integer()):
-            return f"{v:,.0f}"
-        if a >= 1e15 or a < 1e-4:
-            return f"{v:.3e}"
-        if a >= 1000:
-            return f"{v:,.1f}"
-        return f"{v:.4g}"
-    return _short(v)
-
-
 def _method(v: str) -> str:
     return METHODS.get(v, v.replace("_", " "))
 
@@ -244,10 +201,7 @@ def _pct(v: Any) -> str:
 
 
 def _short(v: Any) -> str:
-    if v is None:
-        return "∅"
-    s = str(v)
-    return s if len(s) <= 48 else s[:47] + "…"
+    return "∅" if v is None else shorten(str(v), 48)
 
 
 def render_html(profile: Profile, *, title: str | None = None) -> str:
@@ -277,27 +231,19 @@ def render_html(profile: Profile, *, title: str | None = None) -> str:
     >>> 'id="warnings"' in html and "cdn" not in html.lower()[:2000]
     True
     """
-    import jinja2
-    from markupsafe import Markup
-    from plotly.offline import get_plotlyjs
-
-    from loopml import __version__
     from loopml.eda._template import TEMPLATE
 
     d = profile.data
     figs, chart_of = _figures(d)
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-    env.filters.update(n=_n, pct=_pct, short=_short, method=_method)
-    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False, "separators": (",", ":")}
-    source = d["overview"].get("source", {}).get("dataset") or ""
     page = {**d, "title": title or d.get("title") or "Exploratory data analysis"}
     rows = d.get("rows", {})
     warnings = d.get("warnings", [])
-    return env.from_string(TEMPLATE).render(
-        p=page, ov=d["overview"], t=d.get("target"), figs=figs, chart_of=chart_of, rows=rows,
+    return render_page(
+        TEMPLATE, title=page["title"], source=d["overview"].get("source", {}).get("dataset") or "", figs=figs,
+        filters={"pct": _pct, "short": _short, "method": _method},
+        p=page, ov=d["overview"], t=d.get("target"), chart_of=chart_of, rows=rows,
         row_list=sorted(((int(k), v) for k, v in rows.items()), key=lambda kv: kv[0]),
-        source=source, version=__version__, stat_rows=_STAT_ROWS, hide_zero=_HIDE_ZERO, warn_flags=_WARN_FLAGS,
+        stat_rows=_STAT_ROWS, hide_zero=_HIDE_ZERO, warn_flags=_WARN_FLAGS,
         quality=_QUALITY, n_warn=sum(1 for w in warnings if w["severity"] == "warning"),
         n_info=sum(1 for w in warnings if w["severity"] != "warning"),
-        plotly_js=Markup(get_plotlyjs()),
     )

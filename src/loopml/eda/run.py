@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml._report import write_atomic
 from loopml.data.catalog import Catalog, DatasetVersionInfo
 from loopml.eda._config import ProfileConfig
 from loopml.eda.profile import Profile, profile
@@ -157,26 +157,13 @@ def run_eda(
                         "report_sha256": html_ref.sha256,
                         "warnings": sum(1 for w in prof.warnings if w["severity"] == "warning")},
                        session=s)
-    written = _write_atomic(out, html) if out is not None else None
+    written = write_atomic(out, html) if out is not None else None
     log.info("profiled %s: profile %s, report %s", info.ref, prof_ref.sha256[:12], html_ref.sha256[:12])
     return EdaResult(
         dataset=info.ref, dataset_id=info.id, profile=prof, profile_sha256=prof_ref.sha256,
         report_sha256=html_ref.sha256, report_path=ws.artifacts.local_path(html_ref.sha256, verify=False),
         out=written,
     )
-
-
-def _write_atomic(out: str | os.PathLike[str], data: bytes) -> str:
-    path = Path(out).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return str(path)
 
 
 def reports(ws: Workspace, ref: str | DatasetVersionInfo) -> list[tuple[str, str | None]]:

@@ -1,60 +1,28 @@
-"""The Jinja2 template of the evaluation report (kept in Python so it ships with the package)."""
+"""The Jinja2 page of the evaluation report (kept in Python so it ships with the package).
+
+It extends the shared report shell (:mod:`loopml._report`): the CSS here is
+what only this page needs.
+"""
 
 from __future__ import annotations
 
-TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="loopml {{ version }}">
-<title>{{ title }}{% if source %} · {{ source }}{% endif %}</title>
-<style>
-:root { --fg:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --accent:#2563eb;
-        --warn:#b45309; --warnbg:#fef3c7; --good:#047857; --bad:#b91c1c; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--fg); background:var(--bg); }
-header { background:#111827; color:#f9fafb; padding:18px 28px; }
-header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
-header .sub { color:#cbd2d9; font-size:13px; }
-nav { position:sticky; top:0; z-index:10; background:#fff; border-bottom:1px solid var(--line); padding:8px 28px; }
-nav a { margin-right:16px; color:var(--accent); text-decoration:none; font-weight:500; }
-main { padding:8px 28px 40px; max-width:1400px; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 20px; margin:18px 0; }
-section > h2 { margin:0 0 12px; font-size:18px; }
-h3 { font-size:15px; margin:18px 0 8px; }
-.muted { color:var(--muted); }
-.cards { display:flex; flex-wrap:wrap; gap:12px; margin-bottom:12px; }
-.card { border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:130px; }
-.card .v { font-size:20px; font-weight:600; font-variant-numeric:tabular-nums; }
-.card .k { color:var(--muted); font-size:12px; }
-table { border-collapse:collapse; width:100%; font-size:13px; }
-th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { background:#f9fafb; font-weight:600; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-.scroll { overflow:auto; max-height:460px; border:1px solid var(--line); border-radius:6px; }
-.chart { width:100%; height:360px; }
+TEMPLATE = r"""{% extends "report_shell.html" %}
+{% block style %}
+.scroll { max-height:460px; }
+.chart { height:360px; }
 .chart.tall { height:460px; }
-.note { font-size:12px; color:var(--muted); margin:6px 0; }
 .warn { background:var(--warnbg); color:var(--warn); border-radius:6px; padding:6px 10px; margin:4px 0; font-size:13px; }
-.pair { display:grid; grid-template-columns:1fr 1fr; gap:14px; }
 .pair > .scroll { align-self:start; }
 .neg { color:var(--bad); } .pos { color:var(--good); }
-@media (max-width:900px) { .pair { grid-template-columns:1fr; } }
-</style>
-</head>
-<body>
-<header>
-  <h1>{{ title }}</h1>
-  <div class="sub">{% if source %}{{ source }} · {% endif %}{{ r.task }}{% if r.info.task_inferred %} (inferred){% endif %} · {{ r.n_rows|n }} rows
+{% endblock %}
+{% block subtitle %}{% if source %}{{ source }} · {% endif %}{{ r.task }}{% if r.info.task_inferred %} (inferred){% endif %} · {{ r.n_rows|n }} rows
     {%- if r.pos_label is not none %} · positive class <b>{{ r.pos_label }}</b>{% endif %}
-    {%- if r.info.decision_threshold is defined %} · scores cut at {{ r.info.decision_threshold|n }}{% endif %}</div>
-</header>
-<nav>
+    {%- if r.info.decision_threshold is defined %} · scores cut at {{ r.info.decision_threshold|n }}{% endif %}{% endblock %}
+{% block nav %}
   <a href="#metrics">Metrics</a><a href="#curves">Curves</a><a href="#calibration">Calibration</a>
   <a href="#confusion">Confusion matrix</a><a href="#residuals">Residuals</a><a href="#business">Business</a>
-</nav>
-<main>
+{% endblock %}
+{% block main %}
 
 <section id="metrics">
   <h2>Metrics</h2>
@@ -149,19 +117,5 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
   {% else %}<p class="muted">No costs given. Pass a costs file (<code>--costs costs.yaml</code> or <code>costs=</code>) with <code>cost_fp</code>, <code>cost_fn</code>, <code>benefit_tp</code>, <code>price_per_prediction</code>, <code>predictions_per_day</code>, <code>development_cost</code>, ... for expected cost, savings against a baseline, ROI and payback, and a latency for the model–business alignment table.</p>{% endif %}
 </section>
 
-</main>
-<script type="application/json" id="loopml-figures">{{ figs|tojson }}</script>
-<script>{{ plotly_js }}</script>
-<script>
-(function () {
-  var figs = JSON.parse(document.getElementById("loopml-figures").textContent);
-  var config = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"]};
-  document.querySelectorAll("[data-fig]").forEach(function (el) {
-    var f = figs[el.dataset.fig];
-    if (f) { Plotly.newPlot(el, f.data, f.layout, config); el.dataset.drawn = "1"; }
-  });
-})();
-</script>
-</body>
-</html>
+{% endblock %}
 """

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from loopml._report import write_atomic
 from loopml.data.catalog import Catalog, DatasetVersionInfo
-from loopml.eda.run import _write_atomic
 from loopml.errors import InvalidInput, NotFound
 from loopml.evaluate.business import BusinessCosts
 from loopml.evaluate.custom import MetricRegistry
@@ -220,7 +220,7 @@ def evaluate_dataset(
     if run_id is not None:
         step("logging to the run")
         logged_to = _log_to_run(ws, run_id, result, info, result_ref.sha256, html)
-    written = _write_atomic(out, html) if out is not None else None
+    written = write_atomic(out, html) if out is not None else None
     log.info("evaluated %s (%s): result %s, report %s", info.ref, result.task, result_ref.sha256[:12],
              html_ref.sha256[:12])
     return replace(result, stored=StoredEvaluation(
