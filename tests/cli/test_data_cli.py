@@ -11,14 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loopml.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+from tests.cli._run import run
 
 
 @pytest.fixture

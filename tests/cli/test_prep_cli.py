@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loopml.cli import main
+from tests.cli._run import run
 from tests.prep._data import make_frame
 
 RECIPE = """\
@@ -23,11 +23,6 @@ steps:
 """
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
 
 
 @pytest.fixture

@@ -13,15 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loopml.cli import main
 from loopml.data.streams import shard_for_key
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+from tests.cli._run import run
 
 
 @pytest.fixture
