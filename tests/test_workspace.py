@@ -67,3 +67,15 @@ def test_init_on_a_file_is_refused(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(InvalidInput, match="is a file"):
         Workspace.init(f)
+
+
+def test_start_run_convenience_flushes_on_close(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path)
+    with ws.start_run(experiment="churn", name="first") as run:
+        run.log_metric("auc", 0.5, step=1)
+        run.log_metric("auc", 0.75, step=2)
+    ws.close()
+    with Workspace.open(tmp_path) as again:
+        info = again.tracker.get_run(run.id)
+        assert info.metrics["auc"] == 0.75 and info.status == "FINISHED"
+        assert [p.value for p in again.tracker.metric_history(run.id, "auc")] == [0.5, 0.75]

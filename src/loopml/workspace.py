@@ -13,13 +13,16 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput, NotFound
 from loopml.store.artifacts import ArtifactStore
 from loopml.store.events import EventLog
 from loopml.store.lineage import Lineage
 from loopml.store.metadata import MetadataStore
+
+if TYPE_CHECKING:
+    from loopml.track import Run, Tracker
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -138,6 +141,7 @@ class Workspace:
         self.artifacts = ArtifactStore(settings.artifact_root)
         self.lineage = Lineage(self.meta)
         self.events = EventLog(self.meta)
+        self._tracker: Tracker | None = None
 
     # -- creation and discovery -------------------------------------------------
     @classmethod
@@ -198,9 +202,41 @@ class Workspace:
         where = str(start) if explicit else f"{start} or any folder above it"
         raise NotFound(f"no loopml workspace in {where}; run `loopml init` there first")
 
+    # -- tracking convenience ------------------------------------------------------
+    @property
+    def tracker(self) -> Tracker:
+        """The workspace's experiment tracker (created on first use, closed with the workspace)."""
+        if self._tracker is None:
+            # The one upward reference of the base layer, kept lazy: the style
+            # users know from other tools is ``ws.start_run(...)``.
+            from loopml.track import Tracker
+
+            self._tracker = Tracker(self)
+        return self._tracker
+
+    def start_run(
+        self, experiment: str | None = None, name: str | None = None, **kwargs: Any
+    ) -> Run:
+        """Start a tracked run; see :meth:`loopml.track.Tracker.start_run`.
+
+        Examples
+        --------
+        >>> import tempfile, loopml
+        >>> ws = loopml.Workspace.init(tempfile.mkdtemp())
+        >>> with ws.start_run(experiment="churn") as run:
+        ...     run.log_metric("auc", 0.91, step=3)
+        >>> ws.tracker.get_run(run.id).metrics["auc"]
+        0.91
+        >>> ws.close()
+        """
+        return self.tracker.start_run(experiment, name, **kwargs)
+
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
-        """Release database connections."""
+        """Flush the tracker and release database connections."""
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
         self.meta.dispose()
 
     def __enter__(self) -> Workspace:

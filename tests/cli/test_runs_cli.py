@@ -6,15 +6,8 @@ from pathlib import Path
 import pytest
 
 from loopml import Workspace
-from loopml.cli import main
 from loopml.track import Tracker
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+from tests.cli._run import run
 
 
 @pytest.fixture
