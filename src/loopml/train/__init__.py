@@ -1,0 +1,40 @@
+"""Stage 5, training: built-in algorithms, the Estimator and its training jobs, model packages.
+
+- :mod:`loopml.train.algorithms`: the registry of algorithms (``xgboost``,
+  ``lightgbm``, ``linear``, ``random_forest``, ``knn``, ``kmeans``, ``pca``,
+  ``isolation_forest``, ``forecast``) and the :class:`Algorithm` contract
+  users implement to add their own (:func:`register_algorithm`).
+- :class:`Estimator`: trains one algorithm as a tracked job in its own process.
+- :mod:`loopml.train.package`: the model package (native model files, the
+  fitted recipe and a manifest with hashes) and :class:`Model`, which applies
+  the recipe and the model exactly as in training.
+
+Importing this package is cheap: libraries load when a job trains or a model loads.
+"""
+
+from loopml.train.algorithms import (
+    Algorithm,
+    TabularAlgorithm,
+    get_algorithm,
+    list_algorithms,
+    register_algorithm,
+)
+from loopml.train.estimator import Estimator, TrainingError, TrainingResult
+from loopml.train.hyperparameters import Hyperparameter, validate_hyperparameters
+from loopml.train.package import Model, Signature, load_model_package
+
+__all__ = [
+    "Algorithm",
+    "Estimator",
+    "Hyperparameter",
+    "Model",
+    "Signature",
+    "TabularAlgorithm",
+    "TrainingError",
+    "TrainingResult",
+    "get_algorithm",
+    "list_algorithms",
+    "load_model_package",
+    "register_algorithm",
+    "validate_hyperparameters",
+]

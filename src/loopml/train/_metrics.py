@@ -1,0 +1,151 @@
+"""Final metrics of a training job, by problem type (scikit-learn underneath).
+
+The names match the per-iteration metrics the boosting algorithms report
+(``auc``, ``logloss``, ``rmse``, ``ndcg@10``, ...), so ``validation:auc`` is one
+series in tracking: its steps during training and its final value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "logloss", "accuracy", "f1", "precision", "recall"),
+    "multiclass": ("accuracy", "logloss", "f1_macro"),
+    "regression": ("rmse", "mae", "r2"),
+    "ranking": ("ndcg@10",),
+    "clustering": ("silhouette", "davies_bouldin"),
+    "dimensionality_reduction": ("explained_variance",),
+    "anomaly_detection": ("auc", "anomaly_rate"),
+    "forecasting": ("rmse", "mae", "mape", "smape", "mase"),
+    "recommendation": (),
+}
+
+#: metrics where lower is better (the tuner's default direction)
+LOWER_IS_BETTER = frozenset({"logloss", "rmse", "mae", "mape", "smape", "mase", "davies_bouldin",
+                             "one_step_rmse"})
+
+
+def metric_names(problem_type: str) -> tuple[str, ...]:
+    """The metrics :func:`evaluate` computes for ``problem_type``."""
+    return _METRICS.get(problem_type, ())
+
+
+def evaluate(
+    problem_type: str,
+    y: np.ndarray | None,
+    pred: np.ndarray,
+    *,
+    proba: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    n_classes: int | None = None,
+    features: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Metrics of predictions against the truth.
+
+    Parameters
+    ----------
+    problem_type
+        ``binary``, ``multiclass``, ``regression``, ``ranking``, ``clustering``, ...
+    y
+        True values (class codes for classification); None for unsupervised.
+    pred
+        Predictions (class codes, values, scores, cluster ids).
+    proba
+        Class probabilities ``(rows, n_classes)``.
+    groups
+        Group ids per row (ranking).
+    n_classes
+        Number of classes (multiclass log loss over every class).
+    features
+        The feature matrix (clustering scores).
+
+    Returns
+    -------
+    dict
+        Metric name -> value; metrics undefined on this data (AUC with one
+        class present) are left out.
+    """
+    from sklearn import metrics as M
+
+    out: dict[str, float] = {}
+    if problem_type == "binary" and y is not None:
+        p = proba[:, 1] if proba is not None else pred
+        if len(np.unique(y)) == 2:
+            out["auc"] = M.roc_auc_score(y, p)
+        out["logloss"] = M.log_loss(y, p, labels=[0, 1])
+        out["accuracy"] = float(np.mean(np.asarray(y) == np.asarray(pred)))
+        prec, rec, f1, _ = M.precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
+        out.update(f1=f1, precision=prec, recall=rec)
+    elif problem_type == "multiclass" and y is not None:
+        out["accuracy"] = M.accuracy_score(y, pred)
+        if proba is not None:
+            k = n_classes or proba.shape[1]
+            p = np.asarray(proba, dtype=np.float64)
+            p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-300, None)  # float32 rows sum to 1 +- 1e-7
+            out["logloss"] = M.log_loss(y, p, labels=list(range(k)))
+        out["f1_macro"] = M.f1_score(y, pred, average="macro", zero_division=0)
+    elif problem_type in ("regression", "forecasting") and y is not None:
+        yt = np.asarray(y, dtype=np.float64)
+        yp = np.asarray(pred, dtype=np.float64)
+        out["rmse"] = math.sqrt(M.mean_squared_error(yt, yp))
+        out["mae"] = M.mean_absolute_error(yt, yp)
+        if problem_type == "regression" and len(yt) > 1:
+            out["r2"] = M.r2_score(yt, yp)
+        if problem_type == "forecasting":
+            nz = yt != 0
+            if nz.any():
+                out["mape"] = float(np.mean(np.abs((yt[nz] - yp[nz]) / yt[nz])))
+            denom = np.abs(yt) + np.abs(yp)
+            ok = denom > 0
+            if ok.any():
+                out["smape"] = float(np.mean(2 * np.abs(yt[ok] - yp[ok]) / denom[ok]))
+    elif problem_type == "ranking" and y is not None and groups is not None:
+        out["ndcg@10"] = ndcg_at_k(np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64), groups, 10)
+    elif problem_type == "clustering" and features is not None:
+        labels = np.asarray(pred)
+        if 1 < len(np.unique(labels)) < len(labels):
+            X, lab = _sample(features, labels, 5_000)
+            if len(np.unique(lab)) > 1:
+                out["silhouette"] = M.silhouette_score(X, lab)
+            out["davies_bouldin"] = M.davies_bouldin_score(features, labels)
+    elif problem_type == "anomaly_detection" and y is not None:
+        yt = np.asarray(y)
+        if len(np.unique(yt)) == 2:
+            out["auc"] = M.roc_auc_score(yt, pred)
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def ndcg_at_k(y: np.ndarray, score: np.ndarray, groups: np.ndarray, k: int) -> float:
+    """Mean NDCG@k over groups with exponential gain ``2**rel - 1`` (as XGBoost and LightGBM).
+
+    Groups whose relevance is all zero count as 1 (nothing to rank).
+    """
+    order = np.lexsort((-score, groups))
+    g, y_s = groups[order], y[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], len(g)]
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    total = 0.0
+    for s, e in zip(starts, ends, strict=True):
+        rel = y_s[s:e]
+        gains = (2.0 ** rel[:k] - 1) @ disc[: min(k, e - s)]
+        ideal_rel = np.sort(rel)[::-1][:k]
+        ideal = (2.0 ** ideal_rel - 1) @ disc[: len(ideal_rel)]
+        total += float(gains / ideal) if ideal > 0 else 1.0
+    return total / max(len(starts), 1)
+
+
+def _sample(X: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(X) <= n:
+        return X, labels
+    idx = np.random.default_rng(0).choice(len(X), n, replace=False)
+    return X[idx], labels[idx]
+
+
+def prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """``{"auc": 0.9}`` -> ``{"validation:auc": 0.9}``."""
+    return {f"{prefix}:{k}": float(v) for k, v in metrics.items()}
