@@ -1,4 +1,14 @@
-"""loopml: a local-first platform for the whole machine-learning lifecycle."""
+"""loopml: a local-first platform for the whole machine-learning lifecycle.
+
+The names users call are re-exported here. Stage classes load on first use
+(``loopml.Estimator`` imports the training stage only when touched), so
+``import loopml`` and the CLI stay quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import (
     Conflict,
@@ -12,18 +22,66 @@ from loopml.errors import (
 )
 from loopml.workspace import Settings, Workspace
 
+if TYPE_CHECKING:
+    from loopml.data import Catalog
+    from loopml.data.ingest import ingest
+    from loopml.data.sources import open_source
+    from loopml.eda import run_eda
+    from loopml.features import FeatureStore
+    from loopml.prep import Recipe, apply_recipe, fit_recipe, load_recipe
+    from loopml.track import Tracker
+    from loopml.train import Estimator, load_model_package
+
 __version__ = "0.1.0"
 
+#: public name -> module that defines it (loaded lazily, PEP 562)
+_LAZY = {
+    "Catalog": "loopml.data",
+    "ingest": "loopml.data.ingest",
+    "open_source": "loopml.data.sources",
+    "run_eda": "loopml.eda",
+    "Recipe": "loopml.prep",
+    "fit_recipe": "loopml.prep",
+    "apply_recipe": "loopml.prep",
+    "load_recipe": "loopml.prep",
+    "FeatureStore": "loopml.features",
+    "Tracker": "loopml.track",
+    "Estimator": "loopml.train",
+    "load_model_package": "loopml.train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "Catalog",
     "Conflict",
+    "Estimator",
+    "FeatureStore",
     "IntegrityError",
     "InvalidInput",
     "LoopmlError",
     "NotFound",
+    "Recipe",
     "SchemaVersionError",
     "Settings",
     "SourceError",
+    "Tracker",
     "ValidationFailed",
     "Workspace",
     "__version__",
+    "apply_recipe",
+    "fit_recipe",
+    "ingest",
+    "load_model_package",
+    "load_recipe",
+    "open_source",
+    "run_eda",
 ]
