@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -43,3 +44,31 @@ def sha256_strings(parts: Iterable[str]) -> str:
         h.update(p.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_name(name: str, what: str) -> str:
+    """Return ``name`` if it is a valid name for a ``what`` (dataset, recipe, ...), else raise."""
+    from loopml.errors import InvalidInput
+
+    if not _NAME.match(name or ""):
+        raise InvalidInput(
+            f"{what} name {name!r} is not allowed; use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (at most 200 characters)"
+        )
+    return name
+
+
+def parse_versioned_ref(ref: str, what: str) -> tuple[str, int | None]:
+    """Split ``NAME[:VER]`` into (name, version or None for the latest); ``what`` names the kind."""
+    from loopml.errors import InvalidInput
+
+    name, sep, ver = (ref or "").partition(":")
+    check_name(name, what)
+    if not sep or ver in ("", "latest"):
+        return name, None
+    if not ver.isdigit() or int(ver) < 1:
+        raise InvalidInput(f"{what} version in {ref!r} must be a positive number or 'latest'")
+    return name, int(ver)

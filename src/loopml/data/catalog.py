@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml._util import as_utc, new_id, sha256_strings, utcnow
+from loopml._util import as_utc, check_name, new_id, parse_versioned_ref, sha256_strings, utcnow
 from loopml.errors import InvalidInput, LoopmlError, NotFound
 from loopml.store.events import DATASET_VERSION_CREATED
 from loopml.store.lineage import EntityRef
@@ -42,30 +42,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 QUARANTINE_ROW = "_row"
 QUARANTINE_RULE = "_rule"
 
 
 def check_dataset_name(name: str) -> str:
     """Return ``name`` if it is a valid dataset name, else raise InvalidInput."""
-    if not _NAME.match(name or ""):
-        raise InvalidInput(
-            f"dataset name {name!r} is not allowed; use letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (at most 200 characters)"
-        )
-    return name
+    return check_name(name, "dataset")
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """Split ``NAME[:VER]`` into (name, version or None for latest)."""
-    name, sep, ver = ref.partition(":")
-    check_dataset_name(name)
-    if not sep or ver in ("", "latest"):
-        return name, None
-    if not ver.isdigit() or int(ver) < 1:
-        raise InvalidInput(f"dataset version in {ref!r} must be a positive number or 'latest'")
-    return name, int(ver)
+    return parse_versioned_ref(ref, "dataset")
 
 
 @dataclass(frozen=True)

@@ -296,11 +296,9 @@ def evaluations(ws: Workspace, ref: str | DatasetVersionInfo) -> list[tuple[str,
     """Stored evaluations of a dataset version, oldest first: ``(result sha256, report sha256)`` pairs."""
     info = ref if isinstance(ref, DatasetVersionInfo) else Catalog(ws).get(ref)
     out: list[tuple[str, str | None]] = []
-    for e in ws.lineage.downstream(info.entity, depth=1):
-        if e.relation == EVALUATED_BY and e.dst.kind == EVALUATION_KIND:
-            html = [x.dst.id for x in ws.lineage.downstream(e.dst, depth=1)
-                    if x.relation == RENDERED_AS and x.dst.kind == REPORT_KIND]
-            out.append((e.dst.id, html[-1] if html else None))
+    for result in ws.lineage.targets(info.entity, EVALUATED_BY, EVALUATION_KIND):
+        html = ws.lineage.targets(result, RENDERED_AS, REPORT_KIND)
+        out.append((result.id, html[-1].id if html else None))
     return out
 
 

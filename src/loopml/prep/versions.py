@@ -10,7 +10,6 @@ on load, never a pickle) and a row in the ``recipes`` table; lineage links
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml._util import as_utc, new_id, utcnow
+from loopml._util import as_utc, new_id, parse_versioned_ref, utcnow
 from loopml.data.catalog import Catalog, DatasetVersionInfo, DatasetWriter, check_dataset_name
 from loopml.errors import InvalidInput, NotFound
 from loopml.prep.models import RecipeVersion
@@ -37,22 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECIPE_VERSION_CREATED = "recipe.version_created"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
 def parse_recipe_ref(ref: str) -> tuple[str, int | None]:
     """Split ``NAME[:VER]`` into (name, version or None for the latest)."""
-    name, sep, ver = (ref or "").partition(":")
-    if not _NAME.match(name):
-        raise InvalidInput(
-            f"recipe name {name!r} is not allowed; use letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (at most 200 characters)"
-        )
-    if not sep or ver in ("", "latest"):
-        return name, None
-    if not ver.isdigit() or int(ver) < 1:
-        raise InvalidInput(f"recipe version in {ref!r} must be a positive number or 'latest'")
-    return name, int(ver)
+    return parse_versioned_ref(ref, "recipe")
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,10 @@ class Lineage:
         insert = postgresql.insert if self.meta.dialect == "postgresql" else sqlite.insert
         s.execute(insert(LineageEdge).values(**values).on_conflict_do_nothing())
 
+    def targets(self, ref: EntityRef, relation: str, kind: str) -> list[EntityRef]:
+        """Entities of ``kind`` that ``ref`` points at directly with ``relation``, oldest first."""
+        return [e.dst for e in self._walk(ref, "down", 1) if e.relation == relation and e.dst.kind == kind]
+
     def upstream(self, ref: EntityRef, depth: int | None = None) -> list[Edge]:
         """Edges leading into ``ref``, then into those sources, up to ``depth`` levels."""
         return self._walk(ref, "up", depth)
