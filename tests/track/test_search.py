@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from loopml import InvalidInput, NotFound
+from loopml import InvalidInput, NotFound, Workspace
 from loopml.track import Tracker
 from loopml.track._filter import parse_filter, parse_order_by
 
@@ -193,3 +193,12 @@ def test_time_filters_follow_the_clock(runs: Tracker) -> None:
     soon = datetime.now(timezone.utc) + timedelta(hours=1)
     assert names(runs, f"attributes.start_time > '{soon.isoformat()}'") == []
     assert len(names(runs, f"attributes.end_time <= {int(soon.timestamp() * 1000)}")) == 6
+
+
+def test_metric_names_with_at_sign_log_and_filter(ws: Workspace) -> None:
+    with Tracker(ws) as t:
+        with t.start_run(experiment="rank") as run:
+            run.log_metric("validation:ndcg@10", 0.8, step=1)
+        t.close()
+        found = Tracker(ws).search_runs(experiment="rank", filter="metrics.validation:ndcg@10 > 0.5")
+    assert [r.id for r in found] == [run.id]

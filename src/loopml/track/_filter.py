@@ -53,7 +53,7 @@ _STRING_OPS = ("=", "!=", "LIKE", "ILIKE")
 
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_\-./:]+")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_\-./:@]+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.])")
 _OP = re.compile(r">=|<=|!=|<>|==|=|>|<")
 

@@ -80,7 +80,7 @@ MAX_TAG_LENGTH = 8000
 MAX_MESSAGE_LENGTH = 4000
 
 _EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-./: ]{0,249}$")
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-./:@ ]{0,249}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,59}$")
 _NUMERIC = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -101,7 +101,7 @@ def check_experiment_name(name: str) -> str:
 def _check_key(key: str, what: str) -> str:
     if not isinstance(key, str) or not _KEY.match(key) or key.endswith(" "):
         raise InvalidInput(
-            f"{what} name {key!r} is not allowed; use letters, digits, '_', '-', '.', '/', ':' "
+            f"{what} name {key!r} is not allowed; use letters, digits, '_', '-', '.', '/', ':', '@' "
             "or spaces (at most 250 characters, not starting or ending with a space)"
         )
     return key

@@ -49,6 +49,9 @@ _BUILTIN_MODULES = (
     "loopml.train.algorithms._boosting",
     "loopml.train.algorithms._sklearn",
     "loopml.train.algorithms._forecast",
+    "loopml.train.algorithms._als",
+    "loopml.train.algorithms._mlp",
+    "loopml.train.algorithms._text",
 )
 ENTRY_POINT_GROUP = "loopml.algorithms"
 
