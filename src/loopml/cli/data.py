@@ -43,15 +43,11 @@ def ingest_cmd(
 ) -> None:
     """Ingest SOURCE into a new version of dataset NAME."""
     from loopml.data.ingest import ingest
-    from loopml.data.sources import open_source
+    from loopml.data.sources import open_source, source_kind
 
     options: dict[str, Any] = {}
-    is_sql = table is not None or query is not None
-    is_api = format == "api" or (
-        not is_sql and source.startswith(("http://", "https://")) and format is None
-        and not _has_file_ext(source)
-    )
-    if is_api:
+    kind = source_kind(source, format=format, table=table, query=query)
+    if kind == "http":
         options = {k: v for k, v in dict(
             records_key=records_key, next_key=next_key, page_param=page_param,
             offset_param=offset_param, limit_param=limit_param, auth_env=auth_env,
@@ -59,7 +55,7 @@ def ingest_cmd(
         options.update(page_size=page_size, auth_header=auth_header)
         if auth_header.lower() != "authorization":
             options["auth_scheme"] = ""  # a key header (X-API-Key) carries the bare token
-    elif not is_sql:
+    elif kind == "file":
         options = {"delimiter": delimiter, "header": not no_header, "encoding": encoding}
     src = open_source(source, format=format, table=table, query=query, **options)
     with open_workspace() as ws, _progress() as (progress, task):
@@ -86,12 +82,6 @@ def ingest_cmd(
         )
     for rule, count in v.get("failures", {}).items():
         console.print(f"  [red]{count:,}[/] × {escape(rule)}")
-
-
-def _has_file_ext(uri: str) -> bool:
-    from loopml.data.sources.files import _split_ext
-
-    return _split_ext(uri.split("?")[0])[0] is not None
 
 
 class _progress:
