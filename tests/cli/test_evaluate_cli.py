@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.cli._run import run
+from tests.train._data import churn
 
 
 @pytest.fixture
@@ -65,8 +66,9 @@ def test_evaluate_errors_are_one_line(project: Path, capsys: pytest.CaptureFixtu
         assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         return err
 
-    assert "model evaluation arrives with the training stage" in fails("churn-model:3", "--data", "preds")
-    assert "--prediction" in fails("run-123")
+    assert "nothing to evaluate named 'churn-model:3': model registry: no model named 'churn-model'" in fails(
+        "churn-model:3", "--data", "preds")
+    assert "nothing to evaluate named 'run-123'" in fails("run-123", "--data", "preds")
     assert "target column 'nope' is not in preds:1" in fails("--data", "preds", "--target", "nope", "--prediction", "pred")
     assert "no dataset named 'nosuch'" in fails("--data", "nosuch", "--target", "churn", "--prediction", "pred")
     assert "task must be one of" in fails("--data", "preds", "--target", "churn", "--prediction", "pred", "--task", "vision")
@@ -82,6 +84,11 @@ def test_evaluate_errors_are_one_line(project: Path, capsys: pytest.CaptureFixtu
         "--data", "preds", "--target", "churn")
     code, _, _ = run(capsys, "evaluate", "--target", "churn")
     assert code == 2
+    code, _, err = run(capsys, "evaluate", "run-123")
+    assert code == 2 and "Missing option '--data'" in err
+    code, _, err = run(capsys, "evaluate", "--data", "preds", "--target", "churn", "--prediction", "pred",
+                       "--latency-rows", "5")
+    assert code == 2 and "--latency-rows applies to MODEL_OR_RUN" in err
     code, _, _ = run(capsys, "evaluate", "--data", "preds", "--k", "zero")
     assert code == 2
 
@@ -89,5 +96,56 @@ def test_evaluate_errors_are_one_line(project: Path, capsys: pytest.CaptureFixtu
 def test_evaluate_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "evaluate", "--help")
     assert code == 0
-    for flag in ("MODEL_OR_RUN", "--data", "--target", "--prediction", "--score", "--costs", "--out", "--task", "--k", "--json"):
+    for flag in ("MODEL_OR_RUN", "--data", "--target", "--prediction", "--score", "--costs", "--out", "--task", "--k",
+                 "--latency-rows", "--json"):
         assert flag in out
+
+
+def test_evaluate_a_model_by_run_package_and_registry_ref(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    churn(300, seed=0).to_parquet(project / "train.parquet")
+    churn(200, seed=1).to_parquet(project / "test.parquet")
+    for name in ("train", "test"):
+        assert run(capsys, "data", "ingest", f"{name}.parquet", "--name", name)[0] == 0
+    code, out, err = run(capsys, "train", "--algo", "xgboost", "--data", "train", "--target", "y",
+                         "--hp", "num_round=5", "--hp", "max_depth=3", "--name", "cli-xgb", "--json", "--quiet")
+    assert code == 0, err
+    trained = json.loads(out)
+    run_id, sha = trained["run_id"], trained["model_sha256"]
+
+    # by run id: the model predicts, predict_one is timed, everything printed
+    code, out, err = run(capsys, "evaluate", run_id, "--data", "test", "--costs", "costs.yaml",
+                         "--out", "r/model.html")
+    assert code == 0, err
+    assert f"Evaluated {run_id} (cli-xgb) on test:1: 200 rows, binary, positive class 1" in out
+    assert "Latency of predict_one over 200 records: p50 " in out
+    assert "AUC-ROC" in out and "Threshold " in out and "payback period (days)" in out
+    assert "model–business alignment" in out and "p50 ms" in out
+    assert "Report: r/model.html" in out and "Logged to run run-" in out
+    assert 'id="business"' in (project / "r" / "model.html").read_text()
+
+    # by package id, as JSON
+    code, out, err = run(capsys, "evaluate", sha, "--data", "test:1", "--latency-rows", "20", "--json")
+    assert code == 0, err
+    by_sha = json.loads(out)
+    assert by_sha["source"]["model_kind"] == "model_package" and by_sha["source"]["training_run_id"] == run_id
+    assert by_sha["business"]["latency"]["rows"] == 20 and by_sha["business"]["latency"]["source"] == "measured"
+    [model_row] = by_sha["business"]["alignment"]
+    assert model_row["latency_p50_ms"] == by_sha["business"]["latency"]["p50_ms"]
+
+    # by registry ref, once registered, approved and in production
+    for argv in (["register", run_id, "--name", "churn"], ["approve", "churn:1"], ["alias", "churn:1", "production"]):
+        code, _, err = run(capsys, "models", *argv)
+        assert code == 0, err
+    code, out, err = run(capsys, "evaluate", "churn@production", "--data", "test", "--target", "y",
+                         "--latency-rows", "0", "--json")
+    assert code == 0, err
+    by_ref = json.loads(out)
+    assert by_ref["source"]["model"] == "churn:1" and by_ref["source"]["model_kind"] == "model_version"
+    assert by_ref["metrics"] == by_sha["metrics"] and by_ref["business"] is None
+
+    # stored predictions' flags do not mix with a model
+    code, _, err = run(capsys, "evaluate", "churn@production", "--data", "test", "--prediction", "pred",
+                       "--score", "score")
+    assert code == 2 and "--prediction and --score do not apply when evaluating the model 'churn@production'" in err
+    code, _, err = run(capsys, "evaluate", "churn@staging", "--data", "test")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "model 'churn' has no 'staging' alias" in err

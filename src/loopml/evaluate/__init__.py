@@ -7,7 +7,9 @@ decision threshold, custom metrics and, given a costs file, the business
 table (expected cost and value, savings against a baseline, ROI, payback,
 and accuracy next to latency and cost). :func:`render_report` turns a result
 into one offline HTML page; :func:`evaluate_dataset` does both for the
-predictions stored in a dataset version and records them with lineage.
+predictions stored in a dataset version and records them with lineage, and
+:func:`evaluate_model` does it for a trained model (registry ref, run or
+package id) that predicts a dataset version, with its measured latency.
 """
 
 from loopml.evaluate.business import (
@@ -36,7 +38,13 @@ from loopml.evaluate.result import (
     evaluate_predictions,
     infer_task,
 )
-from loopml.evaluate.run import evaluate_dataset, evaluations, load_evaluation, run_metrics
+from loopml.evaluate.run import (
+    evaluate_dataset,
+    evaluate_model,
+    evaluations,
+    load_evaluation,
+    run_metrics,
+)
 
 __all__ = [
     "BUSINESS_ROWS",
@@ -53,6 +61,7 @@ __all__ = [
     "clustering_metrics",
     "default_registry",
     "evaluate_dataset",
+    "evaluate_model",
     "evaluate_predictions",
     "evaluations",
     "forecasting_metrics",

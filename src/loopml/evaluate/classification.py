@@ -282,7 +282,10 @@ def score_metrics(p: Prepared) -> tuple[dict[str, float | None], list[str]]:
     out["roc_auc_weighted"] = float(np.average(aucs, weights=support))
     out["pr_auc"] = float(np.mean([c["pr_auc"] for c in present]))
     if p.is_proba:
-        out["log_loss"] = float(skm.log_loss(p.y_true, p.score, labels=p.classes))
+        # rows sum to 1 within 1e-3 (is_proba); float32 model output misses it by rounding, which
+        # scikit-learn warns about: renormalise
+        proba = p.score / p.score.sum(axis=1, keepdims=True)
+        out["log_loss"] = float(skm.log_loss(p.y_true, proba, labels=p.classes))
     return out, notes
 
 

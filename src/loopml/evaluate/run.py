@@ -1,12 +1,16 @@
-"""``evaluate_dataset()``: evaluate predictions stored in a dataset version, store the result with lineage.
+"""``evaluate_dataset()`` and ``evaluate_model()``: evaluate, store the result with lineage.
 
 The thin I/O edge around :func:`loopml.evaluate.evaluate_predictions` and
-:func:`loopml.evaluate.render_report`: it reads the target, prediction and
-score columns of a version, stores the JSON result and the HTML report as
-content-addressed artifacts, records ``dataset_version --evaluated_by-->
-evaluation:<sha>`` and ``evaluation:<sha> --rendered_as-->
-evaluation_report:<sha>`` in the lineage and emits an ``evaluation.created``
-event, all in one transaction; with a tracking run it logs the metrics there.
+:func:`loopml.evaluate.render_report`. :func:`evaluate_dataset` reads the
+target, prediction and score columns of a version; :func:`evaluate_model`
+loads a trained model (registry ref, run or package id), lets it predict the
+rows of a version and measures its inference latency. Both then store the
+JSON result and the HTML report as content-addressed artifacts, record
+``dataset_version --evaluated_by--> evaluation:<sha>`` (and, for a model,
+``model_version``/``run`` and ``model_package --evaluated_by-->``) and
+``evaluation:<sha> --rendered_as--> evaluation_report:<sha>`` in the lineage
+and emit an ``evaluation.created`` event, all in one transaction; with a
+tracking run they log the metrics there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 
 from loopml._report import write_atomic
 from loopml.data.catalog import Catalog, DatasetVersionInfo
-from loopml.errors import InvalidInput, NotFound
+from loopml.errors import InvalidInput, LoopmlError, NotFound
 from loopml.evaluate.business import BusinessCosts
 from loopml.evaluate.custom import MetricRegistry
 from loopml.evaluate.report import render_report
@@ -30,6 +34,8 @@ from loopml.evaluate.result import EvaluationResult, StoredEvaluation, Task, eva
 from loopml.store.lineage import EntityRef
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.track import Run
     from loopml.workspace import Workspace
 
@@ -135,11 +141,7 @@ def evaluate_dataset(
     >>> ws.close()
     """
     step = progress or (lambda _stage: None)
-    if out is not None and Path(out).expanduser().is_dir():
-        raise InvalidInput(f"--out {str(out)!r} is a folder; give a file name such as report.html")
-    c = BusinessCosts.coerce(costs)
-    cat = Catalog(ws)
-    info = ref if isinstance(ref, DatasetVersionInfo) else cat.get(ref)
+    cat, info, c = _open(ws, ref, out, costs)
     scores = [score] if isinstance(score, str) else list(score or [])
     if prediction is None and not scores:
         raise InvalidInput("give the prediction column (--prediction) or the score column(s) (--score)")
@@ -148,12 +150,7 @@ def evaluate_dataset(
     for col in scores:
         _column(info, "score", col)
     _column(info, "group", group)
-    baseline_col = c.baseline if c is not None and not c.baseline_is_rule else None
-    if baseline_col is not None and baseline_col not in info.columns:
-        raise InvalidInput(
-            f"the costs' baseline {baseline_col!r} is neither always-negative, always-positive nor a column "
-            f"of {info.ref}; its columns are {info.columns}"
-        )
+    baseline_col = _baseline_column(info, c)
     used = [x for x in (target, prediction, *scores, group, baseline_col) if x is not None]
     is_clustering = task == "clustering" or (task == "auto" and target is None)
     feats: list[str] = []
@@ -166,12 +163,10 @@ def evaluate_dataset(
             raise InvalidInput(f"clustering needs numeric feature columns; {info.ref} has none besides {used}")
     elif target is None:
         raise InvalidInput("give the target column (--target): the true labels or values")
-    if info.row_count == 0:
-        raise InvalidInput(f"{info.ref} has no rows; nothing to evaluate")
 
     step("reading " + info.ref)
     columns = list(dict.fromkeys([*used, *feats]))
-    df = cat.read_arrow(info, columns=columns).to_pandas()
+    df = _read(cat, info, columns)
     complete = df.notna().all(axis=1)
     dropped = int((~complete).sum())
     if dropped:
@@ -179,47 +174,278 @@ def evaluate_dataset(
     if df.empty:
         raise InvalidInput(f"every row of {info.ref} misses one of {columns}; nothing to evaluate")
 
-    step("computing metrics")
     y_score: Any = None
     if scores:
         y_score = df[scores[0]].to_numpy() if len(scores) == 1 else df[scores].to_numpy(dtype=float)
-    result = evaluate_predictions(
-        df[target].to_numpy() if target is not None else None,
-        df[prediction].to_numpy() if prediction is not None else None,
-        y_score,
-        task=task, labels=labels, pos_label=pos_label, threshold=threshold, threshold_by=threshold_by,
-        costs=c, baseline_pred=df[baseline_col].to_numpy() if baseline_col is not None else None,
-        latency=latency, X=df[feats].to_numpy(dtype=float) if feats else None, k=k,
-        group=df[group].to_numpy() if group is not None else None, seasonality=seasonality,
-        registry=registry, seed=seed,
-    )
-    if dropped:
-        result = replace(result, warnings=[
-            f"left out {dropped} of {info.row_count} rows with a missing value in {columns}", *result.warnings])
-    run_ref = _run_id_of(run_id)
-    result = result.with_source(
-        dataset=info.ref, dataset_id=info.id, content_hash=info.content_hash, target=target,
-        prediction=prediction, score=scores or None, group=group, features=feats or None,
-        rows_left_out=dropped, **({"run_id": run_ref} if run_ref else {}),
+    return _evaluate_and_store(
+        ws, info,
+        inputs=dict(
+            y_true=df[target].to_numpy() if target is not None else None,
+            y_pred=df[prediction].to_numpy() if prediction is not None else None,
+            y_score=y_score, X=df[feats].to_numpy(dtype=float) if feats else None,
+            group=df[group].to_numpy() if group is not None else None,
+            baseline_pred=df[baseline_col].to_numpy() if baseline_col is not None else None,
+        ),
+        settings=dict(task=task, labels=labels, pos_label=pos_label, threshold=threshold,
+                      threshold_by=threshold_by, costs=c, latency=latency, k=k, seasonality=seasonality,
+                      registry=registry, seed=seed),
+        notes=[f"left out {dropped} of {info.row_count} rows with a missing value in {columns}"] if dropped else [],
+        source=dict(target=target, prediction=prediction, score=scores or None, group=group,
+                    features=feats or None, rows_left_out=dropped),
+        title=f"Evaluation: {info.ref}", run_id=run_id, run_name=f"evaluate {info.ref}", out=out, step=step,
     )
 
+
+def evaluate_model(
+    ws: Workspace,
+    model: str,
+    data: str | DatasetVersionInfo,
+    target: str | None = None,
+    *,
+    costs: BusinessCosts | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    run_id: str | Run | None = None,
+    pos_label: Any = None,
+    threshold: float | None = None,
+    threshold_by: Literal["auto", "f1", "cost"] | None = "auto",
+    k: int | Sequence[int] = 10,
+    seasonality: int = 1,
+    latency_rows: int = 200,
+    registry: MetricRegistry | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate a trained model on a dataset version: it predicts, its latency is measured, the result is stored.
+
+    The model predicts every row of the version (labels, and class
+    probabilities in class order for classifiers); ``predict_one``, the
+    serving path, is timed on up to ``latency_rows`` sample records (as JSON
+    carries them) and the p50/p99 latency goes into the model–business
+    alignment table (and, with ``price_per_compute_second``, into the
+    operating cost). Then the evaluation runs and is stored exactly as by
+    :func:`evaluate_dataset`, linked ``--evaluated_by-->`` from the dataset
+    version, from the model version or run the reference named, and from the
+    model package.
+
+    Parameters
+    ----------
+    ws
+        The workspace.
+    model
+        What to evaluate, tried in this order: a registered model
+        (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``), a tracking run id (or
+        unique prefix) of a training run, a model package id (sha256).
+    data
+        ``NAME[:VERSION]`` (latest if no version) or a version from the catalog:
+        the model's input columns and the target.
+    target
+        The column of true labels or values (default: the column the model was trained on).
+    costs
+        A costs YAML path, mapping or :class:`BusinessCosts`; a ``baseline``
+        that is not a rule names a column of ``data`` with the baseline's predictions.
+    out
+        Also write the HTML report to this path (atomically).
+    run_id
+        The tracking run to record the evaluation on (see :func:`evaluate_dataset`);
+        default: the model's training run, when known, as a nested ``evaluate`` run.
+    pos_label, threshold_by, k, seasonality, registry, seed
+        As for :func:`loopml.evaluate.evaluate_predictions`.
+    threshold
+        Binary: label rows whose positive-class probability is at least this
+        (default: the model's own labels, the most probable class).
+    latency_rows
+        How many sample records to time ``predict_one`` on; 0 to skip.
+    progress
+        Called with the name of each stage as it starts.
+
+    Returns
+    -------
+    EvaluationResult
+        With ``source`` naming the model (``model``, ``model_sha256``,
+        ``model_version``, ``training_run_id``) and ``stored`` set.
+
+    Raises
+    ------
+    NotFound
+        The model, run, package or dataset does not exist (the message lists what was tried).
+    IntegrityError
+        A file of the model package was modified in the artifact store.
+    InvalidInput
+        The data lack a column the model reads or the target, hold classes the
+        model does not know, or the model's kind of output cannot be evaluated.
+
+    Examples
+    --------
+    >>> from loopml.evaluate import evaluate_model
+    >>> res = evaluate_model(ws, "churn@production", "churn_test", costs="costs.yaml")  # doctest: +SKIP
+    >>> res.business["latency"]["p50_ms"], res.metrics["roc_auc"]  # doctest: +SKIP
+    (0.21, 0.91)
+    """
+    from loopml.evaluate import _model
+    from loopml.evaluate.business import measure_latency
+
+    step = progress or (lambda _stage: None)
+    if isinstance(latency_rows, bool) or not isinstance(latency_rows, int) or latency_rows < 0:
+        raise InvalidInput(f"latency_rows must be a whole number ≥ 0; got {latency_rows!r}")
+    cat, info, c = _open(ws, data, out, costs)
+    step("loading the model")
+    m, src = _model.resolve_model(ws, model)
+    task = _model.TASK_OF.get(m.problem_type)
+    if task is None:
+        raise InvalidInput(
+            f"{src.label} ({m.flavor}) solves {m.problem_type}; evaluate_model takes binary, multiclass, "
+            "regression, forecasting, ranking and clustering models; score the data yourself and use "
+            "evaluate_dataset (--prediction)"
+        )
+    target = target if target is not None else m.target
+    if target is None and task != "clustering":
+        raise InvalidInput("give the target column (--target): the true labels or values")
+    _column(info, "target", target)
+    inputs, group = _model.columns_for(m, task)
+    missing = [col for col in [*inputs, *([group] if group else [])] if col not in info.columns]
+    if missing:
+        raise InvalidInput(f"{src.label} reads column(s) {missing} that {info.ref} does not have; its columns "
+                           f"are {info.columns}")
+    baseline_col = _baseline_column(info, c)
+
+    step("reading " + info.ref)
+    needed = [x for x in (target, group, baseline_col) if x is not None]
+    df = _read(cat, info, list(dict.fromkeys([*inputs, *needed])))
+    notes: list[str] = []
+    complete = df[needed].notna().all(axis=1).to_numpy() if needed else np.ones(len(df), dtype=bool)
+    if not complete.all():
+        notes.append(f"left out {int((~complete).sum())} of {info.row_count} rows with a missing value in {needed}")
+        df = df[complete]
+    if df.empty:
+        raise InvalidInput(f"every row of {info.ref} misses one of {needed}; nothing to evaluate")
+    y_true = df[target].to_numpy() if target is not None else None
+    if task in ("binary", "multiclass") and y_true is not None:
+        known = list(m.classes or [])
+        extra = sorted(set(y_true.tolist()) - set(known), key=str)
+        if extra:
+            raise InvalidInput(f"the target {target!r} of {info.ref} holds class(es) {extra[:5]} that {src.label} "
+                               f"was not trained on (its classes: {known[:10]})")
+
+    step(f"predicting with {src.label}")
+    pred = _model.predict(m, df, inputs, task=task, threshold=threshold, y_true=y_true)
+    unscored = int((~pred.keep).sum())
+    if unscored:
+        notes.append(f"left out {unscored} rows the model's recipe gave no prediction for")
+    if not pred.keep.any():
+        raise InvalidInput(f"{src.label} gave no prediction for any row of {info.ref}; nothing to evaluate")
+    notes.extend(pred.notes)
+    kept = df[pred.keep]
+
+    latency: dict[str, Any] | None = None
+    if latency_rows:
+        step("measuring latency")
+        records = _model.latency_sample(kept, inputs, latency_rows, seed)
+        try:
+            latency = measure_latency(_model.one_record_predict(m), records, rows=len(records), seed=seed)
+        except LoopmlError:
+            raise
+        except Exception as e:
+            raise InvalidInput(f"predict_one of {src.label} failed on a sample record of {info.ref}: {e}") from e
+
+    return _evaluate_and_store(
+        ws, info,
+        inputs=dict(
+            y_true=y_true[pred.keep] if y_true is not None else None, y_pred=pred.y_pred, y_score=pred.y_score,
+            X=pred.X, group=kept[group].to_numpy() if group is not None else None,
+            baseline_pred=kept[baseline_col].to_numpy() if baseline_col is not None else None,
+        ),
+        settings=dict(task=task, labels=pred.labels, pos_label=pos_label, threshold=threshold,
+                      threshold_by=threshold_by, costs=c, latency=latency, k=k, seasonality=seasonality,
+                      registry=registry, seed=seed),
+        notes=notes,
+        source=dict(target=target, **src.to_source(), group=group,
+                    rows_left_out=info.row_count - len(kept)),
+        title=f"Evaluation: {src.label} on {info.ref}",
+        run_id=run_id if run_id is not None else src.run_id,
+        run_name=f"evaluate {src.version or src.sha256[:12]} on {info.ref}",
+        out=out, step=step, subjects=src.entities,
+        event={"model": src.label, "model_kind": src.kind, "model_sha256": src.sha256},
+    )
+
+
+def _open(
+    ws: Workspace, ref: str | DatasetVersionInfo, out: str | os.PathLike[str] | None,
+    costs: BusinessCosts | Mapping[str, Any] | str | os.PathLike[str] | None,
+) -> tuple[Catalog, DatasetVersionInfo, BusinessCosts | None]:
+    """Check ``out`` and the costs, find the dataset version: what both entry points start with."""
+    if out is not None and Path(out).expanduser().is_dir():
+        raise InvalidInput(f"--out {str(out)!r} is a folder; give a file name such as report.html")
+    c = BusinessCosts.coerce(costs)
+    cat = Catalog(ws)
+    info = ref if isinstance(ref, DatasetVersionInfo) else cat.get(ref)
+    return cat, info, c
+
+
+def _baseline_column(info: DatasetVersionInfo, costs: BusinessCosts | None) -> str | None:
+    """The column of baseline predictions the costs name, if any (checked against the version)."""
+    col = costs.baseline if costs is not None and not costs.baseline_is_rule else None
+    if col is not None and col not in info.columns:
+        raise InvalidInput(
+            f"the costs' baseline {col!r} is neither always-negative, always-positive nor a column "
+            f"of {info.ref}; its columns are {info.columns}"
+        )
+    return col
+
+
+def _read(cat: Catalog, info: DatasetVersionInfo, columns: list[str]) -> pd.DataFrame:
+    if info.row_count == 0:
+        raise InvalidInput(f"{info.ref} has no rows; nothing to evaluate")
+    return cat.read_arrow(info, columns=columns).to_pandas()
+
+
+def _evaluate_and_store(
+    ws: Workspace,
+    info: DatasetVersionInfo,
+    *,
+    inputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    notes: Sequence[str],
+    source: Mapping[str, Any],
+    title: str,
+    run_id: str | Run | None,
+    run_name: str,
+    out: str | os.PathLike[str] | None,
+    step: Callable[[str], None],
+    subjects: Sequence[EntityRef] = (),
+    event: Mapping[str, Any] | None = None,
+) -> EvaluationResult:
+    """Evaluate, then store the JSON result and the HTML report with lineage, an event and the run.
+
+    ``inputs`` and ``settings`` go to :func:`evaluate_predictions`; the
+    evaluation is linked ``--evaluated_by-->`` from the dataset version and
+    from each of ``subjects`` (a model version, a run, a model package).
+    """
+    step("computing metrics")
+    result = evaluate_predictions(**inputs, **settings)
+    if notes:
+        result = replace(result, warnings=[*notes, *result.warnings])
+    run_ref = _run_id_of(run_id)
+    result = result.with_source(dataset=info.ref, dataset_id=info.id, content_hash=info.content_hash, **source,
+                                **({"run_id": run_ref} if run_ref else {}))
+
     step("writing the report")
-    html = render_report(result, title=f"Evaluation: {info.ref}").encode()
+    html = render_report(result, title=title).encode()
     result_ref = ws.artifacts.put_bytes(result.to_json().encode())
     html_ref = ws.artifacts.put_bytes(html)
     entity = EntityRef(EVALUATION_KIND, result_ref.sha256)
     with ws.meta.session(write=True) as s:
-        ws.lineage.add(info.entity, entity, EVALUATED_BY, session=s)
+        for src in (info.entity, *subjects):
+            ws.lineage.add(src, entity, EVALUATED_BY, session=s)
         ws.lineage.add(entity, EntityRef(REPORT_KIND, html_ref.sha256), RENDERED_AS, session=s)
         ws.events.emit(EVALUATION_CREATED, entity, {
             "dataset": info.ref, "dataset_version_id": info.id, "task": result.task,
             "metrics": {k_: (v if v is None or np.isfinite(v) else None) for k_, v in result.headline.items()},
-            "report_sha256": html_ref.sha256, "run_id": run_ref,
+            "report_sha256": html_ref.sha256, "run_id": run_ref, **dict(event or {}),
         }, session=s)
     logged_to = None
     if run_id is not None:
         step("logging to the run")
-        logged_to = _log_to_run(ws, run_id, result, info, result_ref.sha256, html)
+        logged_to = _log_to_run(ws, run_id, result, info, result_ref.sha256, html, name=run_name)
     written = write_atomic(out, html) if out is not None else None
     log.info("evaluated %s (%s): result %s, report %s", info.ref, result.task, result_ref.sha256[:12],
              html_ref.sha256[:12])
@@ -240,7 +466,7 @@ def _run_id_of(run: str | Run | None) -> str | None:
 
 
 def run_metrics(result: EvaluationResult) -> dict[str, float]:
-    """The metrics logged on a tracking run: ``eval.<metric>`` and ``eval.business.<figure>``.
+    """The metrics logged on a tracking run: ``eval.<metric>``, ``eval.business.<figure>``, ``eval.latency.<p>_ms``.
 
     Keys use only characters the tracker allows (``precision@10`` becomes
     ``precision_at_10``); undefined values are left out.
@@ -254,11 +480,14 @@ def run_metrics(result: EvaluationResult) -> dict[str, float]:
     for k, v in ((result.business or {}).get("summary") or {}).items():
         if v is not None and np.isfinite(v):
             out[f"{RUN_METRIC_PREFIX}business.{k}"] = float(v)
+    for k, v in ((result.business or {}).get("latency") or {}).items():
+        if k.endswith("_ms") and v is not None and np.isfinite(v):
+            out[f"{RUN_METRIC_PREFIX}latency.{k}"] = float(v)
     return out
 
 
 def _log_to_run(ws: Workspace, run: str | Run, result: EvaluationResult, info: DatasetVersionInfo,
-                result_sha: str, html: bytes) -> str:
+                result_sha: str, html: bytes, *, name: str) -> str:
     """Record the evaluation on a tracking run; return the id of the run that holds it."""
     try:
         from loopml.track import Run, Tracker
@@ -267,8 +496,12 @@ def _log_to_run(ws: Workspace, run: str | Run, result: EvaluationResult, info: D
 
     def record(r: Run) -> None:
         r.log_metrics(run_metrics(result))
-        r.set_tags({"loopml.evaluation": result_sha, "loopml.evaluation.dataset": info.ref,
-                    "loopml.evaluation.task": result.task})
+        tags = {"loopml.evaluation": result_sha, "loopml.evaluation.dataset": info.ref,
+                "loopml.evaluation.task": result.task}
+        if result.source.get("model"):
+            tags.update({"loopml.evaluation.model": result.source["model"],
+                         "loopml.evaluation.model_sha256": result.source["model_sha256"]})
+        r.set_tags(tags)
         r.log_bytes("evaluation/result.json", result.to_json().encode())
         r.log_bytes("evaluation/report.html", html)
         r.log_dataset(info, role="evaluation")
@@ -285,7 +518,7 @@ def _log_to_run(ws: Workspace, run: str | Run, result: EvaluationResult, info: D
             parent = tracker.get_run(run)
         except NotFound as e:
             raise NotFound(f"no tracking run {run!r}; see `loopml runs list`") from e
-        with tracker.start_run(parent_run_id=parent.id, name=f"evaluate {info.ref}") as child:
+        with tracker.start_run(parent_run_id=parent.id, name=name[:200]) as child:
             record(child)
         return str(child.id)
     finally:
