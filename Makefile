@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,torch,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,torch,onnx,ray]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

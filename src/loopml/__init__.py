@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from loopml.prep import Recipe, apply_recipe, fit_recipe, load_recipe
     from loopml.track import Tracker
     from loopml.train import Estimator, load_model_package
+    from loopml.tune import HyperparameterTuner
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ _LAZY = {
     "Tracker": "loopml.track",
     "Estimator": "loopml.train",
     "load_model_package": "loopml.train",
+    "HyperparameterTuner": "loopml.tune",
 }
 
 
@@ -65,6 +67,7 @@ __all__ = [
     "Conflict",
     "Estimator",
     "FeatureStore",
+    "HyperparameterTuner",
     "IntegrityError",
     "InvalidInput",
     "LoopmlError",
