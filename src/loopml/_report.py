@@ -30,7 +30,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.store.lineage import EntityRef, Lineage
+
+#: lineage relation from a stored result to its HTML report
+RENDERED_AS = "rendered_as"
 
 #: The name page templates extend: ``{% extends "report_shell.html" %}``.
 SHELL_NAME = "report_shell.html"
@@ -261,3 +267,17 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> str:
         tmp.unlink(missing_ok=True)
         raise
     return str(target)
+
+
+def stored_results(
+    lineage: Lineage, entity: EntityRef, relation: str, kind: str, report_kind: str
+) -> list[tuple[str, str | None]]:
+    """``(result id, rendered report id or None)`` for each result ``entity --relation--> kind``.
+
+    Reports are linked to their result by ``rendered_as`` edges; the latest wins.
+    """
+    out: list[tuple[str, str | None]] = []
+    for result in lineage.targets(entity, relation, kind):
+        html = lineage.targets(result, RENDERED_AS, report_kind)
+        out.append((result.id, html[-1].id if html else None))
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml._report import write_atomic
+from loopml._report import RENDERED_AS, stored_results, write_atomic
 from loopml.data.catalog import Catalog, DatasetVersionInfo
 from loopml.eda._config import ProfileConfig
 from loopml.eda.profile import Profile, profile
@@ -34,7 +34,6 @@ EDA_PROFILE_CREATED = "eda.profile_created"
 PROFILE_KIND = "eda_profile"
 REPORT_KIND = "eda_report"
 PROFILED_BY = "profiled_by"
-RENDERED_AS = "rendered_as"
 
 
 @dataclass(frozen=True)
@@ -169,11 +168,7 @@ def run_eda(
 def reports(ws: Workspace, ref: str | DatasetVersionInfo) -> list[tuple[str, str | None]]:
     """Stored profiles of a dataset version, oldest first: ``(profile sha256, report sha256)`` pairs."""
     info = ref if isinstance(ref, DatasetVersionInfo) else Catalog(ws).get(ref)
-    out: list[tuple[str, str | None]] = []
-    for result in ws.lineage.targets(info.entity, PROFILED_BY, PROFILE_KIND):
-        html = ws.lineage.targets(result, RENDERED_AS, REPORT_KIND)
-        out.append((result.id, html[-1].id if html else None))
-    return out
+    return stored_results(ws.lineage, info.entity, PROFILED_BY, PROFILE_KIND, REPORT_KIND)
 
 
 def load_profile(ws: Workspace, sha256: str) -> Profile:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from loopml._report import write_atomic
+from loopml._report import RENDERED_AS, stored_results, write_atomic
 from loopml.data.catalog import Catalog, DatasetVersionInfo
 from loopml.errors import InvalidInput, LoopmlError, NotFound
 from loopml.evaluate.business import BusinessCosts
@@ -45,7 +45,6 @@ EVALUATION_CREATED = "evaluation.created"
 EVALUATION_KIND = "evaluation"
 REPORT_KIND = "evaluation_report"
 EVALUATED_BY = "evaluated_by"
-RENDERED_AS = "rendered_as"
 #: prefix of the metrics logged on a tracking run (keeps them apart from training metrics)
 RUN_METRIC_PREFIX = "eval."
 
@@ -528,11 +527,7 @@ def _log_to_run(ws: Workspace, run: str | Run, result: EvaluationResult, info: D
 def evaluations(ws: Workspace, ref: str | DatasetVersionInfo) -> list[tuple[str, str | None]]:
     """Stored evaluations of a dataset version, oldest first: ``(result sha256, report sha256)`` pairs."""
     info = ref if isinstance(ref, DatasetVersionInfo) else Catalog(ws).get(ref)
-    out: list[tuple[str, str | None]] = []
-    for result in ws.lineage.targets(info.entity, EVALUATED_BY, EVALUATION_KIND):
-        html = ws.lineage.targets(result, RENDERED_AS, REPORT_KIND)
-        out.append((result.id, html[-1].id if html else None))
-    return out
+    return stored_results(ws.lineage, info.entity, EVALUATED_BY, EVALUATION_KIND, REPORT_KIND)
 
 
 def load_evaluation(ws: Workspace, sha256: str) -> EvaluationResult:
