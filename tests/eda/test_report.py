@@ -1,19 +1,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from loopml.eda import Profile, profile, render_html
+from tests._chromium import rendered_dom
 
 SECTIONS = ("warnings", "overview", "columns", "missing", "outliers", "correlations", "target", "duplicates")
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +63,8 @@ def test_renders_a_profile_read_back_from_json(frame: pd.DataFrame) -> None:
     assert render_html(Profile.from_json(p.to_json())) == render_html(p)
 
 
-def _chromium() -> str:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing; CI must run the browser test")
-    pytest.skip(f"{CHROMIUM} is not installed")
-
-
 def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
-    browser = _chromium()
-    report = tmp_path / "report.html"
-    report.write_text(html)
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000",
-           "--virtual-time-budget=10000", "--dump-dom", report.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    dom = proc.stdout
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = rendered_dom(html, tmp_path)
     for sec in SECTIONS:
         assert f'id="{sec}"' in dom, sec
     assert "js-plotly-plot" in dom and 'class="main-svg"' in dom  # plotly drew charts

@@ -1,19 +1,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from loopml.evaluate import EvaluationResult, evaluate_predictions, render_report
+from tests._chromium import rendered_dom
 
 SECTIONS = ("metrics", "curves", "calibration", "confusion", "residuals", "business")
-CHROMIUM = "/usr/bin/chromium"
 COSTS = {"cost_fp": 5, "cost_fn": 50, "benefit_tp": 10, "predictions_per_day": 1000,
          "development_cost": 5000, "currency": "EUR"}
 
@@ -72,35 +69,12 @@ def test_text_is_escaped() -> None:
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
-def _chromium() -> str:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing; CI must run the browser test")
-    pytest.skip(f"{CHROMIUM} is not installed")
-
-
-def _dom(page: str, tmp_path: Path, name: str) -> str:
-    report = tmp_path / f"{name}.html"
-    report.write_text(page)
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / ('profile-' + name)}",
-           "--window-size=1280,2000", "--virtual-time-budget=10000", "--dump-dom", report.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
 def test_reports_render_in_headless_chromium(binary_result: EvaluationResult,
                                              regression_result: EvaluationResult, tmp_path: Path) -> None:
-    dom = _dom(render_report(binary_result), tmp_path, "binary")
+    dom = rendered_dom(render_report(binary_result), tmp_path, "binary")
     for sec in SECTIONS:
         assert f'id="{sec}"' in dom, sec
     assert "js-plotly-plot" in dom and 'class="main-svg"' in dom  # plotly drew charts
     assert len(re.findall(r'data-drawn="1"', dom)) == 6
-    dom = _dom(render_report(regression_result), tmp_path, "regression")
+    dom = rendered_dom(render_report(regression_result), tmp_path, "regression")
     assert len(re.findall(r'data-drawn="1"', dom)) == 3 and 'class="main-svg"' in dom
