@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,24 +30,32 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     w.close()
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """URL of a real PostgreSQL server: $LOOPML_TEST_PG_URL, or a private one started here."""
-    url = os.environ.get("LOOPML_TEST_PG_URL")
+def _server(env_var: str, what: str, factory: Callable[[], Any]) -> Iterator[str]:
+    """Yield $env_var if set, else the URL of a private server from ``factory`` (stopped after).
+
+    Without one, tests that need it skip locally and fail in CI (which must run them).
+    """
+    url = os.environ.get(env_var)
     if url:
         yield url
         return
-    from tests._pg import PrivatePostgres
-
     try:
-        server = PrivatePostgres()
+        server = factory()
         url = server.start()
     except Exception as e:  # pragma: no cover - depends on the machine
         if os.environ.get("CI"):
             raise
-        pytest.skip(f"no PostgreSQL available: {e}")
+        pytest.skip(f"no {what} available: {e}")
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of a real PostgreSQL server: $LOOPML_TEST_PG_URL, or a private one started here."""
+    from tests._pg import PrivatePostgres
+
+    yield from _server("LOOPML_TEST_PG_URL", "PostgreSQL", PrivatePostgres)
 
 
 @pytest.fixture
@@ -66,21 +75,9 @@ def pg_url(pg_server: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """URL of a real Redis server: $LOOPML_TEST_REDIS_URL, or a private one started here."""
-    url = os.environ.get("LOOPML_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
     from tests._redis import PrivateRedis
 
-    try:
-        server = PrivateRedis()
-        url = server.start()
-    except Exception as e:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis available: {e}")
-    yield url
-    server.stop()
+    yield from _server("LOOPML_TEST_REDIS_URL", "Redis", PrivateRedis)
 
 
 @pytest.fixture

@@ -57,3 +57,16 @@ def open_workspace() -> Any:
     from loopml.workspace import Workspace
 
     return Workspace.open()
+
+
+def parse_pairs(items: list[str], what: str, example: str) -> dict[str, str]:
+    """Parse repeated ``NAME=VALUE`` options (e.g. ``--role group=qid``) into a dict."""
+    from loopml.errors import InvalidInput
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InvalidInput(f"{what} {item!r} must look like NAME=VALUE, e.g. {what} {example}")
+        out[key.strip()] = value.strip()
+    return out

@@ -8,25 +8,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loopml.cli._app import JsonOpt, app, console, err_console, print_json
+from loopml.cli._app import JsonOpt, app, console, err_console, parse_pairs, print_json
 
 if TYPE_CHECKING:
     from loopml.train.algorithms import Algorithm
 
 algorithms_app = typer.Typer(help="List the training algorithms and their hyperparameters.", no_args_is_help=True)
 app.add_typer(algorithms_app, name="algorithms")
-
-
-def _pairs(items: list[str], what: str, example: str) -> dict[str, str]:
-    from loopml.errors import InvalidInput
-
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InvalidInput(f"{what} {item!r} must look like NAME=VALUE, e.g. {what} {example}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 @app.command("train")
@@ -54,7 +42,7 @@ def train_cmd(
     values = cls.check_hyperparameters(parse_assignments(hp), parse_strings=True)
     given = {k: values[k] for k in parse_assignments(hp)}
     est = Estimator(algo, given, target=target, recipe=recipe, experiment=experiment, timeout=timeout,
-                    seed=seed, problem_type=problem_type, roles=_pairs(role, "--role", "group=query_id"))
+                    seed=seed, problem_type=problem_type, roles=parse_pairs(role, "--role", "group=query_id"))
 
     def on_log(line: str) -> None:
         if not quiet:

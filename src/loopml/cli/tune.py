@@ -10,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loopml.cli._app import JsonOpt, app, console, err_console, open_workspace, print_json
+from loopml.cli._app import (
+    JsonOpt,
+    app,
+    console,
+    err_console,
+    open_workspace,
+    parse_pairs,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from loopml.tune import TrialInfo, TuningResult
@@ -23,18 +31,6 @@ app.add_typer(tune_app, name="tune")
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "white"}
 _STATUS_STYLE = {"Completed": "green", "InProgress": "yellow", "Failed": "red", "Stopped": "red"}
-
-
-def _pairs(items: list[str], what: str, example: str) -> dict[str, str]:
-    from loopml.errors import InvalidInput
-
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InvalidInput(f"{what} {item!r} must look like NAME=VALUE, e.g. {what} {example}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _num(v: float | None) -> str:
@@ -120,7 +116,7 @@ def tune_cmd(
             values = cls.check_hyperparameters(given_hp, parse_strings=True)
             est = Estimator(algo, {k: values[k] for k in given_hp}, target=target, recipe=recipe,
                             experiment=experiment, timeout=timeout, seed=seed, problem_type=problem_type,
-                            roles=_pairs(role, "--role", "group=query_id"), ws=ws)
+                            roles=parse_pairs(role, "--role", "group=query_id"), ws=ws)
             objective = metric if ":" in metric else f"validation:{metric}"
             early: Any = pruner or early_stopping
             tuner = HyperparameterTuner(
