@@ -1,4 +1,4 @@
-""""""metrics table and alarms (filled in by the stage that owns it).
+"""Metrics table and alarms (filled in by the stage that owns it).
 
 Revision ID: 0007
 Revises: 0006

@@ -1,4 +1,4 @@
-""""""endpoints and deployments (filled in by the stage that owns it).
+"""Endpoints and deployments (filled in by the stage that owns it).
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,4 @@
-""""""monitoring baselines, schedules and results (filled in by the stage that owns it).
+"""Monitoring baselines, schedules and results (filled in by the stage that owns it).
 
 Revision ID: 0009
 Revises: 0008

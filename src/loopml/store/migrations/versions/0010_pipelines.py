@@ -1,4 +1,4 @@
-""""""pipelines and executions (filled in by the stage that owns it).
+"""Pipelines and executions (filled in by the stage that owns it).
 
 Revision ID: 0010
 Revises: 0009

@@ -1,4 +1,4 @@
-""""""triggers and their firings (filled in by the stage that owns it).
+"""Triggers and their firings (filled in by the stage that owns it).
 
 Revision ID: 0011
 Revises: 0010
