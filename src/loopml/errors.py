@@ -64,13 +64,77 @@ class ValidationFailed(LoopmlError):
     code = "ValidationFailed"
 
 
+class PayloadTooLarge(LoopmlError):
+    """A request body is over the size limit."""
+
+    http_status = 413
+    code = "ValidationError"
+
+
+class UnsupportedMediaType(LoopmlError):
+    """A request's ``Content-Type`` is not one the server reads."""
+
+    http_status = 415
+    code = "ValidationError"
+
+
+class NotAcceptable(LoopmlError):
+    """A request's ``Accept`` asks for a format the server cannot write."""
+
+    http_status = 406
+    code = "ValidationError"
+
+
+class ModelError(LoopmlError):
+    """The model itself failed on valid input (SageMaker's ``ModelError``)."""
+
+    http_status = 424
+    code = "ModelError"
+
+
+class Unauthorized(LoopmlError):
+    """No (or a malformed) API key was sent to an endpoint that requires one."""
+
+    http_status = 401
+    code = "UnauthorizedException"
+
+
+class Forbidden(LoopmlError):
+    """The API key sent is not valid for this endpoint."""
+
+    http_status = 403
+    code = "AccessDeniedException"
+
+
+class Throttled(LoopmlError):
+    """Too many concurrent requests (serverless max concurrency, queue full)."""
+
+    http_status = 429
+    code = "ThrottlingException"
+
+
+class ServiceUnavailable(LoopmlError):
+    """The endpoint exists but cannot answer now (no variant ready, shutting down)."""
+
+    http_status = 503
+    code = "ServiceUnavailable"
+
+
 __all__ = [
     "Conflict",
+    "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "LoopmlError",
+    "ModelError",
+    "NotAcceptable",
     "NotFound",
+    "PayloadTooLarge",
     "SchemaVersionError",
+    "ServiceUnavailable",
     "SourceError",
+    "Throttled",
+    "Unauthorized",
+    "UnsupportedMediaType",
     "ValidationFailed",
 ]
