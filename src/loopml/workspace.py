@@ -22,6 +22,7 @@ from loopml.store.lineage import Lineage
 from loopml.store.metadata import MetadataStore
 
 if TYPE_CHECKING:
+    from loopml.metrics import MetricsTable
     from loopml.track import Run, Tracker
 
 if sys.version_info >= (3, 11):
@@ -142,6 +143,7 @@ class Workspace:
         self.lineage = Lineage(self.meta)
         self.events = EventLog(self.meta)
         self._tracker: Tracker | None = None
+        self._metrics: MetricsTable | None = None
 
     # -- creation and discovery -------------------------------------------------
     @classmethod
@@ -213,6 +215,15 @@ class Workspace:
 
             self._tracker = Tracker(self)
         return self._tracker
+
+    @property
+    def metrics(self) -> MetricsTable:
+        """The workspace's metrics table (time series and statistics; created on first use)."""
+        if self._metrics is None:
+            from loopml.metrics import MetricsTable
+
+            self._metrics = MetricsTable(self)
+        return self._metrics
 
     def start_run(
         self, experiment: str | None = None, name: str | None = None, **kwargs: Any
