@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,8 @@ def test_every_schema_is_usable_by_a_tuner(algo: str) -> None:
     assert set(defaults) == {h.name for h in cls.hyperparameters}
     for h in cls.hyperparameters:
         d = h.to_dict()
-        assert d["type"] in ("int", "float", "categorical", "bool") and d["description"]
+        assert d["type"] in ("int", "float", "categorical", "bool", "str") and d["description"]
+        assert d["type"] != "str" or not h.tunable
         if h.tunable and h.type in ("int", "float"):
             lo, hi = h.search_range or (None, None)
             assert lo is not None and hi is not None and lo <= hi, h.name
@@ -73,3 +75,19 @@ def test_every_schema_is_usable_by_a_tuner(algo: str) -> None:
     assert described["name"] == algo and len(described["hyperparameters"]) == len(cls.hyperparameters)
     for p in cls.problem_types:
         assert all(m in cls.reported_metrics(p) for m in cls.iteration_metrics.get(p, ()))
+
+
+def test_str_hyperparameters_take_free_text_and_are_never_tuned() -> None:
+    hp = Hyperparameter("model", "str", "package:minilm", tunable=False)
+    assert hp.validate("  /models/x ", "text_classifier") == "/models/x"
+    assert hp.validate(Path("/models/y"), "text_classifier") == "/models/y"
+    assert hp.parse(" hub/id ") == "hub/id"
+    assert hp.search_range is None and hp.to_dict()["type"] == "str"
+    with pytest.raises(InvalidInput, match="model=3 for text_classifier must be a non-empty string"):
+        hp.validate(3, "text_classifier")
+    with pytest.raises(InvalidInput, match="non-empty"):
+        hp.validate("  ", "text_classifier")
+    with pytest.raises(ValueError, match="cannot be tunable"):
+        Hyperparameter("path", "str", "x")
+    model = get_algorithm("text_classifier").hyperparameters[0]
+    assert model.type == "str" and not model.tunable

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from loopml.errors import InvalidInput
 
-HyperparameterType = Literal["int", "float", "categorical", "bool"]
-_TYPES = ("int", "float", "categorical", "bool")
+HyperparameterType = Literal["int", "float", "categorical", "bool", "str"]
+_TYPES = ("int", "float", "categorical", "bool", "str")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null"}
@@ -33,7 +34,8 @@ class Hyperparameter:
     name
         The name users pass (``max_depth``).
     type
-        ``int``, ``float``, ``categorical`` or ``bool``.
+        ``int``, ``float``, ``categorical``, ``bool`` or ``str`` (free text such as a
+        path or a model id; never tuned).
     default
         The value used when the user gives none.
     low, high
@@ -79,6 +81,8 @@ class Hyperparameter:
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
             raise ValueError(f"hyperparameter {self.name!r}: type must be one of {_TYPES}, got {self.type!r}")
+        if self.type == "str" and self.tunable:
+            raise ValueError(f"str hyperparameter {self.name!r} cannot be tunable: declare tunable=False")
         if self.type == "categorical" and not self.choices:
             raise ValueError(f"categorical hyperparameter {self.name!r} needs choices")
         if self.low is not None and self.high is not None and self.low > self.high:
@@ -105,6 +109,8 @@ class Hyperparameter:
         """``[1, 20]``, ``{'hist', 'approx'}`` or ``true/false``."""
         if self.type == "bool":
             return "true/false"
+        if self.type == "str":
+            return "a non-empty string"
         if self.type == "categorical":
             return "{" + ", ".join(repr(c) for c in self.choices) + "}"
         lo = "-inf" if self.low is None else _num(self.low)
@@ -124,6 +130,12 @@ class Hyperparameter:
             if hasattr(value, "dtype") and str(getattr(value, "dtype", "")) == "bool":
                 return bool(value)
             raise InvalidInput(f"{self.name}={value!r} for {algorithm} must be true or false")
+        if self.type == "str":
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInput(f"{self.name}={value!r} for {algorithm} must be {self.range_text()}")
+            return value.strip()
         if self.type == "categorical":
             for c in self.choices:
                 if value == c and type(value) is type(c):
@@ -154,6 +166,8 @@ class Hyperparameter:
         t = text.strip()
         if self.nullable and t.lower() in _NONE:
             return None
+        if self.type == "str":
+            return t
         if self.type == "bool":
             if t.lower() in _TRUE:
                 return True

@@ -71,9 +71,8 @@ _FORMAT_VERSION = 1
 class ModelReference(Hyperparameter):
     """A hyperparameter naming a pretrained model: any folder, ``package:NAME`` or Hub id.
 
-    It is declared ``categorical`` (with the default as the one listed
-    choice) so schema readers that know the four types keep working, but it
-    accepts any non-empty reference; it is never tuned.
+    A ``str`` hyperparameter whose error message says what a reference
+    looks like; it is never tuned.
     """
 
     def validate(self, value: Any, algorithm: str) -> Any:
@@ -121,7 +120,7 @@ class TextClassifier(Algorithm):
     handles_missing = True
     categorical_encoding = "none"  # the text column reaches the encoder as text
     hyperparameters = (
-        ModelReference("model", "categorical", DEFAULT_TEXT_MODEL, choices=(DEFAULT_TEXT_MODEL,), tunable=False,
+        ModelReference("model", "str", DEFAULT_TEXT_MODEL, tunable=False,
                        description="The pretrained encoder: a local folder, package:NAME or a Hugging Face Hub "
                                    "id (downloaded only where the network is allowed)."),
         H("encoder", "categorical", "auto", choices=ENCODER_KINDS, tunable=False,
