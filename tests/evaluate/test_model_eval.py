@@ -241,3 +241,28 @@ def test_other_kinds_of_model(ws: Workspace, tmp_path: Path) -> None:
     register_model(ws, str(folder), "odd")
     with pytest.raises(InvalidInput, match=r"odd:1 \(isolation_forest\) solves anomaly_detection; evaluate_model takes binary"):
         evaluate_model(ws, "odd", "blobs")
+
+
+def test_baseline_model_from_the_costs_scores_the_same_rows(trained: Trained) -> None:
+    ws = trained.ws
+    # the challenger: a second, weaker model registered beside the champion
+    with Estimator("xgboost", {"num_round": 1, "max_depth": 1}, target="y", ws=ws, experiment="eval") as est:
+        weak = est.fit("churn", run_name="churn-weak")
+    register_model(ws, weak, "churn")
+    costs = {**COSTS, "baseline": "model:churn@production"}
+    res = evaluate_model(ws, "churn:2", "churn_test", costs=costs, latency_rows=0)
+    df = _test_frame(ws, "churn_test")
+    champion = trained.binary.model
+    want = evaluate_predictions(df["y"].to_numpy(), weak.model.predict(df), weak.model.predict_proba(df),
+                                labels=weak.model.classes, costs={**COSTS, "baseline": "champion"},
+                                baseline_pred=champion.predict(df))
+    got_rows = {r["name"]: r for r in res.business["scenarios"]}
+    want_rows = {r["name"]: r for r in want.business["scenarios"]}
+    got_base, want_base = got_rows["baseline: model:churn@production"], want_rows["baseline: champion"]
+    assert (got_base["tp"], got_base["fp"], got_base["tn"], got_base["fn"]) == (
+        want_base["tp"], want_base["fp"], want_base["tn"], want_base["fn"])
+    assert got_base["value_per_prediction"] == pytest.approx(want_base["value_per_prediction"])
+    with pytest.raises(InvalidInput, match="solves regression, not binary"):
+        evaluate_model(ws, "churn:2", "churn_test", costs={**COSTS, "baseline": f"model:{trained.regression.run_id}"})
+    with pytest.raises(NotFound):
+        evaluate_model(ws, "churn:2", "churn_test", costs={**COSTS, "baseline": "model:nope:1"})

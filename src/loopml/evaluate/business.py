@@ -27,6 +27,8 @@ from loopml.errors import InvalidInput, NotFound
 
 ALWAYS_NEGATIVE = "always-negative"
 ALWAYS_POSITIVE = "always-positive"
+#: a baseline that is another registered model: ``model:churn@production``
+MODEL_PREFIX = "model:"
 
 #: rows of the business table: (key, label, kind) — kind is "money", "days", "ratio" or "count"
 BUSINESS_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -120,8 +122,15 @@ class BusinessCosts:
 
     @property
     def baseline_is_rule(self) -> bool:
-        """True for ``always-negative`` / ``always-positive``; False for a column of predictions."""
+        """True for ``always-negative`` / ``always-positive``; False for a column or a model."""
         return self.baseline in (ALWAYS_NEGATIVE, ALWAYS_POSITIVE)
+
+    @property
+    def baseline_model(self) -> str | None:
+        """The registered model the baseline names (``model:NAME[:VERSION|@ALIAS]``), if any."""
+        if self.baseline.startswith(MODEL_PREFIX):
+            return self.baseline[len(MODEL_PREFIX):].strip() or None
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (round-trips through :meth:`from_mapping`)."""
@@ -150,7 +159,8 @@ class BusinessCosts:
                 if not isinstance(value, str) or (key == "baseline" and not value.strip()):
                     raise InvalidInput(
                         f"{source}: {key} must be text"
-                        + (f" ({ALWAYS_NEGATIVE}, {ALWAYS_POSITIVE} or a column of baseline predictions)"
+                        + (f" ({ALWAYS_NEGATIVE}, {ALWAYS_POSITIVE}, a column of baseline predictions or "
+                           f"{MODEL_PREFIX}NAME[:VERSION|@ALIAS])"
                            if key == "baseline" else "")
                         + f"; got {value!r}"
                     )
@@ -479,6 +489,11 @@ def baseline_scenario(
             raise InvalidInput(f"the baseline predictions hold label(s) {extra[:5]} that are not classes {classes.tolist()}")
         name = "baseline" if costs.baseline_is_rule else f"baseline: {costs.baseline}"
         return Scenario(name, "baseline", confusion_counts(y_true, bp, pos_label))
+    if costs.baseline_model is not None:
+        raise InvalidInput(
+            f"the costs name the baseline model {costs.baseline_model!r}; evaluate_model (loopml evaluate MODEL) "
+            "scores it on the same rows; with stored predictions, name a column of baseline predictions instead"
+        )
     if not costs.baseline_is_rule:
         raise InvalidInput(
             f"the costs name the baseline column {costs.baseline!r}; pass its predictions as baseline_pred "

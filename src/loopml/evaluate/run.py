@@ -241,7 +241,10 @@ def evaluate_model(
         The column of true labels or values (default: the column the model was trained on).
     costs
         A costs YAML path, mapping or :class:`BusinessCosts`; a ``baseline``
-        that is not a rule names a column of ``data`` with the baseline's predictions.
+        that is not a rule names a column of ``data`` with the baseline's
+        predictions, or another registered model as ``model:NAME[:VERSION|@ALIAS]``
+        (e.g. ``model:churn@production``: the challenger against the champion,
+        on the same rows; the baseline model's labels are its most probable class).
     out
         Also write the HTML report to this path (atomically).
     run_id
@@ -306,10 +309,12 @@ def evaluate_model(
         raise InvalidInput(f"{src.label} reads column(s) {missing} that {info.ref} does not have; its columns "
                            f"are {info.columns}")
     baseline_col = _baseline_column(info, c)
+    base_model = _baseline_model(ws, info, c, task)
+    base_inputs = base_model[1] if base_model is not None else []
 
     step("reading " + info.ref)
     needed = [x for x in (target, group, baseline_col) if x is not None]
-    df = _read(cat, info, list(dict.fromkeys([*inputs, *needed])))
+    df = _read(cat, info, list(dict.fromkeys([*inputs, *base_inputs, *needed])))
     notes: list[str] = []
     complete = df[needed].notna().all(axis=1).to_numpy() if needed else np.ones(len(df), dtype=bool)
     if not complete.all():
@@ -334,6 +339,15 @@ def evaluate_model(
         raise InvalidInput(f"{src.label} gave no prediction for any row of {info.ref}; nothing to evaluate")
     notes.extend(pred.notes)
     kept = df[pred.keep]
+    baseline_pred = kept[baseline_col].to_numpy() if baseline_col is not None else None
+    if base_model is not None:
+        bm, b_inputs, b_label = base_model
+        step(f"predicting with the baseline {b_label}")
+        values = np.asarray(bm.predict(kept[b_inputs]), dtype=object)
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+            raise InvalidInput(f"the baseline {b_label} gave no prediction for some rows the model scored; "
+                               "a baseline model must score every row")
+        baseline_pred = values
 
     latency: dict[str, Any] | None = None
     if latency_rows:
@@ -351,7 +365,7 @@ def evaluate_model(
         inputs=dict(
             y_true=y_true[pred.keep] if y_true is not None else None, y_pred=pred.y_pred, y_score=pred.y_score,
             X=pred.X, group=kept[group].to_numpy() if group is not None else None,
-            baseline_pred=kept[baseline_col].to_numpy() if baseline_col is not None else None,
+            baseline_pred=baseline_pred,
         ),
         settings=dict(task=task, labels=pred.labels, pos_label=pos_label, threshold=threshold,
                       threshold_by=threshold_by, costs=c, latency=latency, k=k, seasonality=seasonality,
@@ -380,9 +394,29 @@ def _open(
     return cat, info, c
 
 
+def _baseline_model(
+    ws: Workspace, info: DatasetVersionInfo, costs: BusinessCosts | None, task: str,
+) -> tuple[Any, list[str], str] | None:
+    """The baseline model the costs name (``model:REF``): the loaded model, its input columns, its label."""
+    ref = costs.baseline_model if costs is not None else None
+    if ref is None:
+        return None
+    from loopml.evaluate import _model
+
+    m, src = _model.resolve_model(ws, ref)
+    if _model.TASK_OF.get(m.problem_type) != task:
+        raise InvalidInput(f"the baseline {src.label} solves {m.problem_type}, not {task} like the model evaluated; "
+                           "compare models of the same kind")
+    inputs, _ = _model.columns_for(m, task)
+    missing = [col for col in inputs if col not in info.columns]
+    if missing:
+        raise InvalidInput(f"the baseline {src.label} reads column(s) {missing} that {info.ref} does not have")
+    return m, inputs, src.label
+
+
 def _baseline_column(info: DatasetVersionInfo, costs: BusinessCosts | None) -> str | None:
     """The column of baseline predictions the costs name, if any (checked against the version)."""
-    col = costs.baseline if costs is not None and not costs.baseline_is_rule else None
+    col = costs.baseline if costs is not None and not costs.baseline_is_rule and costs.baseline_model is None else None
     if col is not None and col not in info.columns:
         raise InvalidInput(
             f"the costs' baseline {col!r} is neither always-negative, always-positive nor a column "
