@@ -20,7 +20,6 @@ from loopml.errors import (
     SourceError,
     ValidationFailed,
 )
-from loopml.workspace import Settings, Workspace
 
 if TYPE_CHECKING:
     from loopml.data import Catalog
@@ -28,15 +27,21 @@ if TYPE_CHECKING:
     from loopml.data.sources import open_source
     from loopml.eda import run_eda
     from loopml.features import FeatureStore
+    from loopml.pipelines import Pipeline, run_pipeline, step
     from loopml.prep import Recipe, apply_recipe, fit_recipe, load_recipe
+    from loopml.serve.client import Endpoint
+    from loopml.serve.transform import transform
     from loopml.track import Tracker
     from loopml.train import Estimator, load_model_package
     from loopml.tune import HyperparameterTuner
+    from loopml.workspace import Settings, Workspace
 
 __version__ = "0.1.0"
 
 #: public name -> module that defines it (loaded lazily, PEP 562)
 _LAZY = {
+    "Workspace": "loopml.workspace",
+    "Settings": "loopml.workspace",
     "Catalog": "loopml.data",
     "ingest": "loopml.data.ingest",
     "open_source": "loopml.data.sources",
@@ -50,6 +55,11 @@ _LAZY = {
     "Estimator": "loopml.train",
     "load_model_package": "loopml.train",
     "HyperparameterTuner": "loopml.tune",
+    "Endpoint": "loopml.serve.client",
+    "transform": "loopml.serve.transform",
+    "Pipeline": "loopml.pipelines",
+    "step": "loopml.pipelines",
+    "run_pipeline": "loopml.pipelines",
 }
 
 
@@ -65,6 +75,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Catalog",
     "Conflict",
+    "Endpoint",
     "Estimator",
     "FeatureStore",
     "HyperparameterTuner",
@@ -72,6 +83,7 @@ __all__ = [
     "InvalidInput",
     "LoopmlError",
     "NotFound",
+    "Pipeline",
     "Recipe",
     "SchemaVersionError",
     "Settings",
@@ -87,4 +99,7 @@ __all__ = [
     "load_recipe",
     "open_source",
     "run_eda",
+    "run_pipeline",
+    "step",
+    "transform",
 ]

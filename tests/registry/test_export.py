@@ -47,7 +47,8 @@ def test_onnx_xgboost_with_parity_on_training_rows(ws: Workspace, xgb_folder: Pa
     data = Catalog(ws).write("churn", churn(300))
     v = register_model(ws, record_run(ws, xgb_folder, data=data), "churn")
     res = export_model(ws, "churn:1", "onnx", out=tmp_path / "edge")
-    assert res.files == ["model.onnx", "onnx.json", "recipe.json"] and res.model == "churn:1"
+    assert res.files == ["edge.json", "edge.onnx", "loopml_edge.py", "model.onnx", "onnx.json", "recipe.json"]
+    assert res.model == "churn:1" and res.edge is not None and res.edge["layout"] == "raw"
     p = res.parity
     assert p is not None and p.passed and p.rows == 200 and p.compared == "probabilities"
     assert p.rows_from == "training data churn:1" and p.max_abs_diff < 1e-5

@@ -256,3 +256,10 @@ def export_cmd(
         p = res.parity
         console.print(f"  parity: max |onnx - native| = {p.max_abs_diff:.3g} in {p.compared} on {p.rows} rows "
                       f"({escape(p.rows_from)}), tolerance {p.tolerance:g}")
+    if res.edge is not None:  # the edge bundle (edge.json): recipe in the graph or not, and single-row latency
+        e, lat = res.edge, res.edge.get("latency") or {}
+        where = (f"recipe + model in {e['graph']} ({len(e['inputs'])} raw inputs)" if e["layout"] == "raw"
+                 else f"the recipe stays outside {e['graph']}: {e['recipe']['reason']}")
+        ms = (f"; 1 row: {lat['edge_predict_one']['p50_ms']:.3f} ms (native {lat['native_predict_one']['p50_ms']:.3f} ms)"
+              if "edge_predict_one" in lat else "")
+        console.print(f"  edge: {escape(where)}{ms}; loopml.edge.load({escape(str(res.path))!r})")

@@ -1,8 +1,11 @@
-"""ONNX conversion of the tabular flavors, and the parity check against the native model.
+"""ONNX conversion of the tabular flavors, and the parity checks against the native model.
 
-The ONNX graph covers the model on the *feature matrix* (the columns the
+:func:`convert` gives the model on the *feature matrix* (the columns the
 algorithm reads, after the recipe, in :attr:`Signature.features` order, as
-float32). The recipe stays a loopml step that runs before it.
+float32); :mod:`._onnx_recipe` puts the fitted recipe in front of it for the
+edge graph, which reads the raw columns. :func:`parity` checks the first on
+feature rows, :func:`edge_parity` the second on raw rows, both against the
+native model.
 
 Converters: XGBoost and LightGBM boosters with onnxmltools, scikit-learn
 estimators (the linear learner, random forest, k-NN, k-means, PCA, isolation
@@ -12,6 +15,8 @@ forest, with their imputer and scaler) with skl2onnx.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +26,9 @@ from loopml.errors import InvalidInput, LoopmlError
 
 if TYPE_CHECKING:
     import onnx
+    import pandas as pd
 
+    from loopml.edge import EdgeBundle
     from loopml.train.package import Model
 
 #: flavor -> the library that converts it
@@ -185,25 +192,38 @@ def _session(data: bytes) -> Any:
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def parity(model: Model, data: bytes, matrix: np.ndarray, *, tolerance: float, rows_from: str) -> Parity:
-    """Compare ONNX Runtime and the native model on the feature ``matrix``.
+def prediction_rule(model: Model) -> tuple[str, str, str]:
+    """The graph output that holds the prediction, how a prediction comes from it, and what parity compares.
+
+    Rules: ``argmax`` (classifiers: the most probable of ``classes``),
+    ``value`` (one number per row), ``vector`` (PCA: one list per row).
+    """
+    if model.problem_type in ("binary", "multiclass"):
+        return "probabilities", "argmax", "probabilities"
+    if model.flavor == "kmeans":
+        return "label", "value", "cluster id"
+    if model.flavor == "isolation_forest":
+        return "anomaly_score", "value", "anomaly score"
+    if model.flavor == "pca":
+        return "variable", "vector", "prediction"
+    return "variable", "value", "prediction"
+
+
+def _native_matrix(model: Model, matrix: np.ndarray) -> np.ndarray:
+    algo: Any = model.algorithm
+    if model.problem_type in ("binary", "multiclass"):
+        return np.asarray(algo.proba_matrix(matrix))
+    return np.asarray(algo.predict_matrix(matrix))
+
+
+def compare(onnx_out: Any, native: Any, *, compared: str, tolerance: float, rows_from: str) -> Parity:
+    """The parity report of ``onnx_out`` against ``native`` (same rows).
 
     A value passes when ``|onnx - native| <= tolerance * max(1, |native|)``.
     """
-    algo: Any = model.algorithm
-    sess = _session(data)
-    names = [o.name for o in sess.get_outputs()]
-    got = dict(zip(names, sess.run(None, {INPUT_NAME: np.ascontiguousarray(matrix, dtype=np.float32)}), strict=True))
-    if model.problem_type in ("binary", "multiclass"):
-        compared, onnx_out, native = "probabilities", got["probabilities"], algo.proba_matrix(matrix)
-    elif model.flavor == "kmeans":
-        compared, onnx_out, native = "cluster id", got["label"], algo.predict_matrix(matrix)
-    elif model.flavor == "isolation_forest":
-        compared, onnx_out, native = "anomaly score", got["anomaly_score"], algo.predict_matrix(matrix)
-    else:
-        compared, onnx_out, native = "prediction", got["variable"], algo.predict_matrix(matrix)
-    native = np.asarray(native, dtype=np.float64).reshape(len(matrix), -1)
-    onnx_arr = np.asarray(onnx_out, dtype=np.float64).reshape(len(matrix), -1)
+    n = len(native)
+    native = np.asarray(native, dtype=np.float64).reshape(n, -1)
+    onnx_arr = np.asarray(onnx_out, dtype=np.float64).reshape(n, -1)
     if onnx_arr.shape != native.shape:
         raise ParityError(f"the ONNX model returns {compared} of shape {onnx_arr.shape}, the native model "
                           f"{native.shape}; nothing was exported")
@@ -211,9 +231,46 @@ def parity(model: Model, data: bytes, matrix: np.ndarray, *, tolerance: float, r
     diff[np.isnan(onnx_arr) & np.isnan(native)] = 0.0
     bad = ~(diff <= tolerance * np.maximum(1.0, np.abs(np.nan_to_num(native))))
     bad_rows = bad.any(axis=1)
-    return Parity(rows=len(matrix), compared=compared,
+    return Parity(rows=n, compared=compared,
                   max_abs_diff=float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) if diff.size else 0.0,
                   tolerance=tolerance, differing_rows=int(bad_rows.sum()), rows_from=rows_from)
+
+
+def parity(model: Model, data: bytes, matrix: np.ndarray, *, tolerance: float, rows_from: str) -> Parity:
+    """Compare ONNX Runtime and the native model on the feature ``matrix``.
+
+    A value passes when ``|onnx - native| <= tolerance * max(1, |native|)``.
+    """
+    sess = _session(data)
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(None, {INPUT_NAME: np.ascontiguousarray(matrix, dtype=np.float32)}), strict=True))
+    output, _, compared = prediction_rule(model)
+    return compare(got[output], _native_matrix(model, matrix), compared=compared, tolerance=tolerance,
+                   rows_from=rows_from)
+
+
+def edge_parity(model: Model, bundle: EdgeBundle, frame: pd.DataFrame, *, tolerance: float,
+                rows_from: str) -> Parity:
+    """Compare the edge graph (recipe + model, through :mod:`loopml.edge`) with the native model on raw rows."""
+    output, _, compared = prediction_rule(model)
+    got = bundle.run({c: frame[c].to_numpy() for c in bundle.input_names})[output]
+    native = model.predict_proba(frame) if model.problem_type in ("binary", "multiclass") else model.predict(frame)
+    return compare(got, native, compared=compared, tolerance=tolerance, rows_from=rows_from)
+
+
+def latency(fn: Callable[[Any], Any], arg: Any, *, calls: int = 200, warmup: int = 20) -> dict[str, float]:
+    """Single-call latency of ``fn(arg)``: p50, p99 and mean in milliseconds over ``calls`` calls."""
+    for _ in range(warmup):
+        fn(arg)
+    times = []
+    clock = time.perf_counter
+    for _ in range(calls):
+        t0 = clock()
+        fn(arg)
+        times.append(clock() - t0)
+    times.sort()
+    return {"p50_ms": times[(calls - 1) // 2] * 1e3, "p99_ms": times[min(calls - 1, int(np.ceil(0.99 * calls)) - 1)] * 1e3,
+            "mean_ms": float(np.mean(times)) * 1e3, "calls": calls}
 
 
 def parity_failure(model: Model, ref: str, report: Parity, matrix: np.ndarray) -> ParityError:
@@ -235,5 +292,5 @@ def synthetic_matrix(n_features: int, rows: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(rows, n_features))
 
 
-__all__ = ["CONVERTERS", "INPUT_NAME", "Parity", "ParityError", "check_convertible", "convert", "outputs_doc",
-           "parity", "parity_failure", "synthetic_matrix"]
+__all__ = ["CONVERTERS", "INPUT_NAME", "Parity", "ParityError", "check_convertible", "compare", "convert",
+           "edge_parity", "latency", "outputs_doc", "parity", "parity_failure", "prediction_rule", "synthetic_matrix"]
