@@ -18,9 +18,15 @@ Measured per request (median and p99 of ``--repeat`` requests), in this process:
     validate + recipe + predict + encode, for 1 and 100 rows; beside it
     ``Model.predict_one`` (the package's own per-record path) and
     ``Model.predict_proba`` on a DataFrame;
-(c) the vectorised DataFrame path of the Predictor against its row path at
-    100 to 10,000 rows (where one would switch);
-(d) MicroBatcher: 64 concurrent single-row requests, time per request.
+(c) the Predictor's three ways to predict many rows, at 10 to 10,000 rows: the
+    row path (the recipe record by record, ``FittedRecipe.transform_one``), the
+    column path (the recipe compiled to numpy operations over the columns,
+    ``loopml.serve._vector_recipe``; the default from 8 rows) and the DataFrame
+    path (``Model.predict_proba``);
+(d) MicroBatcher: 64 concurrent single-row requests, time per request;
+(e) where the time of a 100-row JSON request goes: decode (orjson), validate,
+    recipe + matrix (row path vs column path), the booster (one thread vs all,
+    the direct C call vs ``Booster.inplace_predict``), outputs and encode.
 
 The HTTP target of issue 6 (p50 <= 1.5 ms per single-row request end to end)
 leaves this in-process part a few hundred microseconds; the numbers print
@@ -143,19 +149,35 @@ def main() -> None:
         }
         parity = np.abs(np.array([o["probabilities"] for o in p.predict_records(recs)]) - model.predict_proba(test))
         res["check"]["max_abs_diff_vs_model_predict_proba"] = float(parity.max())
+        rows = p._rows
+        columns_out = p.predict_records(recs)
+        rows.vector_rows = 10**9
+        res["check"]["column_path_equals_row_path"] = columns_out == p.predict_records(recs)
+        rows.vector_rows = 8
+        res["check"]["column_path_fallbacks"] = rows.vector_fallbacks
 
-        # (c) row path vs DataFrame path
+        # (c) row path vs column path vs DataFrame path
         big = gen.make(10_000, 8)[cols]
         big_recs = _records(big)
         paths: dict[str, Any] = {}
-        for n in (100, 1000, 10_000):
-            valid = p.validate(big_recs[:n])
-            k = max(5, min(200, 200_000 // n // 10))
+        for n in (10, 100, 1000, 10_000):
+            valid, columns = p._validator.validate_columns(big_recs[:n])
+            k = max(5, min(500, 200_000 // n // 10))
+
+            def row_path(v: Any = valid) -> Any:
+                rows.vector_rows = 10**9
+                try:
+                    return rows.predict(v)
+                finally:
+                    rows.vector_rows = 8
+
             paths[str(n)] = {
-                "rows_us": _times(lambda v=valid: p._rows.predict(v), k)["p50_us"],  # type: ignore[misc]
-                "frame_us": _times(lambda v=valid: p._predict_frame_records(v), k)["p50_us"],  # type: ignore[misc]
+                "rows_us": _times(row_path, k)["p50_us"],
+                "columns_us": _times(lambda v=valid, c=columns: rows.predict(v, c), k)["p50_us"],  # type: ignore[misc]
+                "frame_us": _times(lambda v=valid: p._predict_frame_records(v), max(5, k // 4))["p50_us"],  # type: ignore[misc]
             }
         res["paths"] = paths
+        res["breakdown_100rows"] = _breakdown(p, model, body100, max(100, a.repeat // 5))
 
         # (d) micro-batching: 64 concurrent single-row requests
         async def burst(b: MicroBatcher) -> float:
@@ -196,15 +218,56 @@ def main() -> None:
           f"100 rows: {f['request_100rows']['p50_us'] / lo['invoke_100rows']['p50_us']:.1f}x")
     print(f"  HTTP target p50 <= {HTTP_TARGET_MS} ms: the in-process part of 1 row is "
           f"{lo['invoke_1row']['p50_us'] / 1e3:.3f} ms")
-    print("row path vs DataFrame path (p50 us per call):")
+    print("predicting validated rows, p50 us per call: row path (recipe record by record) / column path "
+          "(the default from 8 rows) / DataFrame path:")
     for n, v in res["paths"].items():
-        print(f"  {n:>6} rows: rows {v['rows_us']:>10.1f}   frame {v['frame_us']:>10.1f}")
+        print(f"  {n:>6} rows: rows {v['rows_us']:>10.1f}   columns {v['columns_us']:>10.1f}   "
+              f"frame {v['frame_us']:>10.1f}")
+    print("a 100-row JSON request, step by step (p50 us):")
+    for name, us in res["breakdown_100rows"].items():
+        print(f"  {name:<52} {us:>9.1f}")
     mb = res["micro_batching_64"]
     print(f"micro-batching, 64 concurrent single-row requests: {mb['per_request_us']} us per request, "
           f"{mb['rows_per_batch']} rows per batch")
     c = res["check"]
     print(f"check: p(churn) loopml {c['loopml_p1']:.6f} floor {c['floor_p1']:.6f}; max |Predictor - "
-          f"Model.predict_proba| = {c['max_abs_diff_vs_model_predict_proba']:.3g}")
+          f"Model.predict_proba| = {c['max_abs_diff_vs_model_predict_proba']:.3g}; column path == row path: "
+          f"{c['column_path_equals_row_path']} ({c['column_path_fallbacks']} fallbacks)")
+
+
+def _breakdown(p: Any, model: Any, body: bytes, repeat: int) -> dict[str, float]:
+    """p50 microseconds of each stage of ``Predictor.invoke`` on a 100-row JSON body."""
+    import numpy as np
+
+    from loopml.serve import _codecs
+
+    rows = p._rows
+    algo = model.algorithm
+    decoded = p._decode(body, _codecs.JSON)
+    valid, columns = p._validator.validate_columns(decoded)
+    transformed, _ = rows.transformed(valid)
+    X, _ = rows.vector.matrix(columns, len(valid))
+    outputs = rows.predict(valid, columns)
+
+    def p50(fn: Callable[[], Any], k: int = repeat) -> float:
+        return _times(fn, k)["p50_us"]
+
+    out = {
+        "decode (orjson + records)": p50(lambda: p._decode(body, _codecs.JSON)),
+        "validate (column by column)": p50(lambda: p._validator.validate_columns(decoded)),
+        "row path: recipe record by record": p50(lambda: rows.transformed(valid)),
+        "row path: matrix from the records": p50(lambda: np.array([rows._getter(r) for r in transformed],
+                                                                  dtype=rows.dtype)),
+        "column path: recipe + matrix": p50(lambda: rows.vector.matrix(columns, len(valid))),
+        "booster, 1 thread, direct C call (used)": p50(lambda: rows._raw_small(X)),
+        "booster, 1 thread, Booster.inplace_predict": p50(lambda: algo._raw_one(X)),
+        "booster, all threads, direct C call": p50(lambda: rows._raw_big(X), max(20, repeat // 10)),
+        "booster, all threads, Booster.inplace_predict": p50(lambda: algo._raw(X), max(20, repeat // 10)),
+        "outputs from the booster's numbers + booster": p50(lambda: rows._predict_matrix(X)),
+        "encode (orjson)": p50(lambda: _codecs.encode(outputs, _codecs.JSON, p.classes)),
+        "invoke, all of it": p50(lambda: p.invoke(body, "application/json", None)),
+    }
+    return out
 
 
 def _csv(records: list[dict[str, Any]], names: list[str]) -> bytes:

@@ -295,6 +295,58 @@ def test_coercions_that_are_fine(predictor: Predictor, good: dict[str, Any]) -> 
     assert predictor.invoke(csv_body, "text/csv", "application/json").outputs == base
 
 
+def test_many_rows_are_validated_column_by_column(predictor: Predictor, good: dict[str, Any]) -> None:
+    v = predictor._validator
+    # a few rows, or records with another field order, are checked one by one (no columns)
+    assert v.validate_columns([good] * 3)[1] is None
+    shuffled = {k: good[k] for k in reversed(list(good))}
+    records, columns = v.validate_columns([good] * 9 + [shuffled])
+    assert columns is None and len(records) == 10 and records[-1] == records[0]
+    assert list(records[-1]) == predictor.input_names
+    # many records in input order: the columns too, with the values converted where needed
+    rows = [{**good, "x1": i, "n": float(i), "x2": None if i % 2 else 0.25} for i in range(12)]
+    records, columns = v.validate_columns(rows)
+    assert columns is not None and list(columns) == predictor.input_names
+    for name in predictor.input_names:
+        assert list(columns[name]) == [r[name] for r in records], name
+    assert [type(x) for x in columns["x1"]] == [float] * 12 and [type(x) for x in columns["n"]] == [int] * 12
+    # a bad value among many: the message names the first bad row, as row by row
+    with pytest.raises(InvalidInput, match=r"row 10, column 'x1': expected a number"):
+        v.validate_columns([*rows[:10], {**good, "x1": "abc"}, good])
+
+
+def test_columns_that_need_values_take_floats_as_they_are() -> None:
+    from loopml.serve._fastpath import Validator
+
+    v = Validator([{"name": "x1", "type": "double", "nullable": False},
+                   {"name": "x2", "type": "double", "nullable": True},
+                   {"name": "n", "type": "int64", "nullable": False}])
+    rows = [{"x1": 0.25 * i, "x2": None, "n": i} for i in range(10)]
+    records, columns = v.validate_columns(rows)
+    assert columns is not None and columns["x1"] == tuple(r["x1"] for r in rows) and records == rows
+    with pytest.raises(InvalidInput, match=r"row 7, column 'x1': is null, but this model needs a value"):
+        v.validate_columns([*rows[:7], {**rows[7], "x1": float("nan")}, *rows[8:]])
+    with pytest.raises(InvalidInput, match=r"row 2, column 'x1': is null"):
+        v.validate_columns([*rows[:2], {**rows[2], "x1": None}, *rows[3:]])
+
+
+def test_small_requests_go_record_by_record_and_big_ones_column_by_column(
+        trained: Callable[..., Model]) -> None:
+    model = trained("xgboost", "binary", "spec")
+    p = Predictor(model)
+    assert p._rows.vector is not None and p._rows.vector_rows == 8
+    df = inputs_of(serve_frame(40, seed=31, unseen=True), "spec")
+    records = json_records(df)
+    body = orjson.dumps(records)
+    big = p.invoke(body, "application/json", None).outputs
+    assert p._rows.vector_fallbacks == 0
+    _check_parity(model, df, big)
+    # the record-by-record path (no compiled recipe) gives the very same outputs
+    p._rows.vector = None
+    assert p.invoke(body, "application/json", None).outputs == big
+    assert [p.invoke(orjson.dumps([r]), "application/json", None).outputs[0] for r in records] == big
+
+
 def test_model_failures_are_model_errors(trained: Callable[..., Model], tmp_path: Any) -> None:
     from sklearn.linear_model import LogisticRegression
 

@@ -6,20 +6,24 @@ over plain Python values. :class:`RowPredictor` applies the fitted recipe to
 each record (:meth:`FittedRecipe.transform_one`), stacks the records into one
 matrix in the algorithm's feature order and calls the library once: the same
 functions :meth:`Model.predict` / :meth:`Model.predict_proba` reach through
-the DataFrame path, so the numbers are the same.
+the DataFrame path, so the numbers are the same. From
+:attr:`RowPredictor.vector_rows` rows on, the recipe runs column by column
+instead (:mod:`loopml.serve._vector_recipe`), building the very same matrix
+with a few numpy operations per column.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loopml.errors import InvalidInput, LoopmlError, ModelError
+from loopml.serve._vector_recipe import VectorFallback, VectorRecipe
 
 if TYPE_CHECKING:
     from loopml.train.package import Model
@@ -295,6 +299,13 @@ class Validator:
             (name, conv, _ready_types(str(c.get("type", "")), bool(c.get("nullable", True))))
             for (name, conv), c in zip(self._convs, inputs, strict=True)
         ]
+        #: the same for whole columns: floats of a column that needs values are taken as they are
+        #: too, once a look at the column finds no NaN in it
+        self._column_plan: list[tuple[str, Converter, frozenset[type], bool]] = []
+        for (name, conv, ready), c in zip(self._plan, inputs, strict=True):
+            t = str(c.get("type", "")).strip().lower()
+            no_nan = (t in _FLOAT_TYPES or t.startswith("decimal")) and float not in ready
+            self._column_plan.append((name, conv, ready | {float} if no_nan else ready, no_nan))
 
     def expected(self) -> str:
         """``name (type), ...`` for error messages."""
@@ -312,33 +323,50 @@ class Validator:
         InvalidInput
             Naming the row (from 0), the column and what is expected.
         """
+        return self.validate_columns(rows)[0]
+
+    def validate_columns(self, rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, Sequence[Any]] | None]:
+        """:meth:`validate`, and the validated values column by column where they were checked so.
+
+        Returns
+        -------
+        records : list of dict
+            What :meth:`validate` returns.
+        columns : dict or None
+            Input name -> the validated values of every row (the records' values,
+            column-wise), or None where the rows were checked one by one.
+        """
         if len(rows) >= 8:
             out = self._columns(rows)
             if out is not None:
                 return out
-        return self._rows(rows)
+        return self._rows(rows), None
 
-    def _columns(self, rows: Sequence[Any]) -> list[dict[str, Any]] | None:
+    def _columns(self, rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, Sequence[Any]]] | None:
         names = self._names_t
         for row in rows:  # records with exactly the input keys, in input order (what clients mostly send)
             if type(row) is not dict or tuple(row) != names:
                 return None
+        columns: dict[str, Sequence[Any]] = {}
         changed: list[tuple[str, list[Any]]] = []
-        for name, conv, ready in self._plan:
-            vals = list(map(operator.itemgetter(name), rows))
-            if set(map(type, vals)) <= ready:
+        # one pass over the records gives every column (the keys are in input order)
+        for (name, conv, ready, no_nan), vals in zip(self._column_plan, zip(*map(dict.values, rows))):  # noqa: B905
+            if set(map(type, vals)) <= ready and not (no_nan and any(map(math.isnan, vals))):
+                columns[name] = vals
                 continue
             try:
-                changed.append((name, [conv(v) for v in vals]))
+                converted = [conv(v) for v in vals]
             except _Bad:
                 return None
+            columns[name] = converted
+            changed.append((name, converted))
         if not changed:
-            return list(rows)  # nothing to convert: the decoded records are the validated ones
+            return list(rows), columns  # nothing to convert: the decoded records are the validated ones
         out = [dict(r) for r in rows]
-        for name, vals in changed:
-            for rec, v in zip(out, vals):  # noqa: B905 - equal lengths
+        for name, new in changed:
+            for rec, v in zip(out, new):  # noqa: B905 - equal lengths
                 rec[name] = v
-        return out
+        return out, columns
 
     def _rows(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -395,9 +423,22 @@ class RowPredictor:
     small_rows
         Up to this many rows, boosters predict on one thread (an OpenMP team
         costs more than it saves on a few rows).
+    vector_rows
+        From this many rows on, the recipe runs column by column
+        (:class:`~loopml.serve._vector_recipe.VectorRecipe`) and the matrix
+        is built from the columns; fewer rows go record by record.
+
+    Attributes
+    ----------
+    vector
+        The compiled recipe of the column path (None for models without the
+        matrix contract).
+    vector_fallbacks
+        Requests the column path handed to the row path (a value it does not
+        mirror, or an error the row path reports).
     """
 
-    def __init__(self, model: Model, *, small_rows: int = 512) -> None:
+    def __init__(self, model: Model, *, small_rows: int = 512, vector_rows: int = 8) -> None:
         from loopml.train.algorithms._base import (
             BINARY,
             CLASSIFICATION,
@@ -412,6 +453,9 @@ class RowPredictor:
         self.labels: list[Any] | None = list(model.classes) if model.classes is not None else None
         self._recipe_one = model.recipe.transform_one if model.recipe is not None else None
         self.small_rows = small_rows
+        self.vector_rows = vector_rows
+        self.vector: VectorRecipe | None = None
+        self.vector_fallbacks = 0
         #: the matrix path needs the stock DataFrame-to-matrix contract
         self.tabular = (
             isinstance(algo, TabularAlgorithm)
@@ -428,6 +472,11 @@ class RowPredictor:
             #: boosters: the library's raw output on one thread (few rows) and on all threads
             self._raw_small, self._raw_big = _booster_raw(algo)
             self._post = {BINARY: "binary", MULTICLASS: "multiclass"}.get(model.problem_type, "values")
+            inputs = [str(c["name"]) for c in model.signature.inputs]
+            try:
+                self.vector = VectorRecipe.compile(model.recipe, inputs, self.features, self.dtype)
+            except Exception:  # a recipe the compiler does not understand: the row path serves it
+                self.vector = None
 
     # -- the recipe ---------------------------------------------------------------------------------
     def transformed(self, records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -453,11 +502,32 @@ class RowPredictor:
         return out, dropped
 
     # -- the model ----------------------------------------------------------------------------------
-    def predict(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, records: Sequence[dict[str, Any]],
+                columns: Mapping[str, Sequence[Any]] | None = None) -> list[dict[str, Any]]:
         """``{"prediction": ..., "probabilities": [...]}`` per validated record.
 
         A record a recipe step drops gets ``None`` prediction (and probabilities).
+
+        Parameters
+        ----------
+        records
+            Validated records (:meth:`Validator.validate`).
+        columns
+            The same values column by column, if at hand
+            (:meth:`Validator.validate_columns`); saves reading them out of the records.
         """
+        vector = self.vector
+        if vector is not None and len(records) >= self.vector_rows:
+            n = len(records)
+            try:
+                X, kept = vector.matrix(columns if columns is not None else vector.columns_of(records), n)
+            except VectorFallback:
+                self.vector_fallbacks += 1
+            else:
+                outs = self._predict_matrix(X)
+                if kept is None:
+                    return outs
+                return self._with_dropped(outs, kept.tolist(), n)
         rows, dropped = self.transformed(records)
         outs = self._matrix(rows) if self.tabular else self._generic(rows)
         if dropped:
@@ -467,6 +537,15 @@ class RowPredictor:
             for i in dropped:
                 outs.insert(i, dict(blank))
         return outs
+
+    def _with_dropped(self, outs: list[dict[str, Any]], kept: list[int], n: int) -> list[dict[str, Any]]:
+        blank: dict[str, Any] = {"prediction": None}
+        if self.is_classifier:
+            blank["probabilities"] = None
+        full: list[dict[str, Any]] = [blank] * n
+        for i, o in zip(kept, outs, strict=True):
+            full[i] = o
+        return [dict(blank) if o is blank else o for o in full]
 
     def _matrix(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not rows:
@@ -481,7 +560,13 @@ class RowPredictor:
             raise
         if X.ndim != 2:
             self._explain_matrix(rows)
-        n = len(rows)
+        return self._predict_matrix(X)
+
+    def _predict_matrix(self, X: np.ndarray) -> list[dict[str, Any]]:
+        """Outputs of the rows of the feature matrix ``X`` (one library call)."""
+        n = len(X)
+        if not n:
+            return []
         labels = self.labels
         try:
             if self._raw_small is None or self._raw_big is None:

@@ -10,9 +10,12 @@ real-time invocation needs, in order:
    unknown columns, values of the wrong type, nulls where the model needs a
    value) - 400 naming the row and the column, so bad input never reaches
    the model;
-3. **predict**: the fitted recipe on plain Python values, then one call of
-   the library on a matrix of all the rows (no pandas on this path); a
-   failure inside the model is a :class:`~loopml.errors.ModelError` (424);
+3. **predict**: the fitted recipe, then one call of the library on a matrix
+   of all the rows (no pandas on this path): a few rows go record by record
+   (:meth:`FittedRecipe.transform_one`), more go column by column (the recipe
+   compiled to numpy operations, :mod:`loopml.serve._vector_recipe`), with the
+   very same numbers; a failure inside the model is a
+   :class:`~loopml.errors.ModelError` (424);
 4. **encode** the outputs in the format ``Accept`` asks for (406 if none).
 
 Response bodies:
@@ -42,7 +45,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from loopml.errors import InvalidInput, LoopmlError, ModelError
 from loopml.serve import _codecs
@@ -57,10 +60,11 @@ if TYPE_CHECKING:
 #: default limits of one request (SageMaker real-time: 6 MB)
 MAX_ROWS = 10_000
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-#: above this many rows a request goes through the vectorised DataFrame path. The row path (recipe on
-#: plain values, one matrix to the library) measured faster at every size up to 10,000 rows
-#: (bench/serve_predict.py), so only limits raised far above the default reach it.
+#: above this many rows a request goes through the DataFrame path (Model.predict). The column path
+#: (the recipe compiled to numpy operations, one matrix to the library) measured faster at every size
+#: up to 10,000 rows (bench/serve_predict.py), so only limits raised far above the default reach it.
 FRAME_ROWS = 50_000
+_RECORDS_ONLY = {dict}
 
 
 @dataclass
@@ -168,6 +172,8 @@ class Predictor:
 
     def _decode(self, body: bytes, fmt: str) -> list[dict[str, Any]]:
         rows = _codecs.decode(body, fmt, max_rows=self.max_rows, max_payload_bytes=self.max_payload_bytes)
+        if set(map(type, rows)) == _RECORDS_ONLY:  # records only (what JSON bodies mostly hold): as they are
+            return cast("list[dict[str, Any]]", rows)
         names = self.input_names
         n = len(names)
         out: list[dict[str, Any]] = []
@@ -206,11 +212,16 @@ class Predictor:
         """
         return self.predict_valid(self._validator.validate(records))
 
-    def predict_valid(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Predict records that :meth:`validate` returned (no second check)."""
+    def predict_valid(self, records: list[dict[str, Any]], *,
+                      columns: Mapping[str, Sequence[Any]] | None = None) -> list[dict[str, Any]]:
+        """Predict records that :meth:`validate` returned (no second check).
+
+        ``columns``, the same values column by column (input name -> values, as
+        the validator reads them), spares reading them out of the records again.
+        """
         if len(records) > self.frame_rows:
             return self._predict_frame_records(records)
-        return self._rows.predict(records)
+        return self._rows.predict(records, columns)
 
     def encode(self, outputs: Sequence[dict[str, Any]], accept: str | None, *,
                request_content_type: str | None = None) -> tuple[bytes, str]:
@@ -243,9 +254,9 @@ class Predictor:
         """
         req = _codecs.request_format(content_type)
         fmt = _codecs.response_format(accept, req)
-        records = self._validator.validate(self._decode(body, req))
+        records, columns = self._validator.validate_columns(self._decode(body, req))
         t0 = time.perf_counter()
-        outputs = self.predict_valid(records)
+        outputs = self.predict_valid(records, columns=columns)
         model_ms = (time.perf_counter() - t0) * 1e3
         return InvokeResult(
             body=_codecs.encode(outputs, fmt, self.classes), content_type=fmt, n_rows=len(records),
