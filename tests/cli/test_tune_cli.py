@@ -80,3 +80,21 @@ def test_tune_errors_are_one_line(project: Path, capsys: pytest.CaptureFixture[s
     got, _, err = run(capsys, "tune", *argv)
     assert got == code and message in err, err
     assert "Traceback" not in err
+
+
+def test_tune_with_cv_folds_and_html_reports(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "tune", "-a", "xgboost", "-d", "churn", "-t", "y", "-m", "auc", "--cv-folds", "3",
+                         "--max-trials", "3", "--hp", "num_round=6", "--name", "cv-cli", "--report", "tune.html",
+                         "--quiet")
+    assert code == 0, err
+    assert "validation:auc (maximize, 3-fold CV); 3 complete" in out and "report: " in out
+    assert "best configuration trained on all the data: run" in out
+    assert 'id="parallel"' in (project / "tune.html").read_text()
+    code, out, err = run(capsys, "tune", "show", "cv-cli", "--report", "again.html", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["cv_folds"] == 3 and shown["model_run_id"] and shown["report"].endswith("again.html")
+    assert 'id="importance"' in (project / "again.html").read_text()
+    code, _, err = run(capsys, "tune", "-a", "xgboost", "-d", "churn", "-t", "y", "-m", "auc", "--cv-folds", "3",
+                       "--validation", "val")
+    assert code == 1 and "give no validation data" in err and "Traceback" not in err

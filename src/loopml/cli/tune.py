@@ -55,6 +55,9 @@ def tune_cmd(
                                    help="Validation dataset NAME[:VER] (default: hold out --validation-fraction)."),
     validation_fraction: float = typer.Option(0.2, "--validation-fraction",
                                               help="Share of --data held out when no --validation is given."),
+    cv_folds: int = typer.Option(None, "--cv-folds", "--cv",
+                                 help="Measure each trial by K-fold cross-validation of --data instead "
+                                      "(the best configuration is then trained on all of it)."),
     direction: str = typer.Option(None, "--direction", help="maximize or minimize (default: from the metric)."),
     strategy: str = typer.Option("bayesian", "--strategy", "-s",
                                  help="bayesian, random, grid, hyperband or cmaes."),
@@ -86,6 +89,7 @@ def tune_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and the trainings."),
     name: str = typer.Option(None, "--name", help="Job id (default: tune-<random>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or per-trial lines."),
+    report: str = typer.Option(None, "--report", help="Also write the job's HTML report to this file."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a hyperparameter tuning job (or `list` / `show JOB`)."""
@@ -124,25 +128,41 @@ def tune_cmd(
                 max_parallel=parallel, early_stopping=early, completion=completion,
                 warm_start=WarmStart(tuple(warm_start), warm_start_type) if warm_start else None,
                 name=name, executor=executor, ray_address=ray_address, seed=seed, register_as=register,
-                validation_fraction=validation_fraction,
+                validation_fraction=validation_fraction, cv_folds=cv_folds,
             )
             train, val = data, validation
         result = _run(tuner, train, val, quiet)
+        written = _write_report(ws, result.job_id, report) if report else None
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), **({"report": written} if written else {})})
         return
     _print_result(result, top=10)
+    if written:
+        console.print(f"report: {escape(written)}")
+
+
+def _write_report(ws: Any, job_id: str, path: str) -> str:
+    from loopml.tune.report import write_report
+
+    return write_report(ws, job_id, path)
 
 
 def _run(tuner: Any, train: Any, validation: Any, quiet: bool) -> TuningResult:
     """Fit with a live progress bar and one line per trial on stderr."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if quiet:
         return tuner.fit(train, validation)
     progress = Progress(TextColumn("[bold]tuning[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.description}"), console=err_console, transient=True)
-    state: dict[str, Any] = {"task": None, "best": None}
+                        TimeRemainingColumn(), TextColumn("{task.description}"), console=err_console, transient=True)
+    state: dict[str, Any] = {"task": None, "best": None, "counts": {}}
 
     def on_trial(info: TrialInfo, done: int, total: int) -> None:
         if state["task"] is None:
@@ -152,13 +172,16 @@ def _run(tuner: Any, train: Any, validation: Any, quiet: bool) -> TuningResult:
             v > state["best"] if tuner.direction == "maximize" else v < state["best"]))
         if better:
             state["best"] = v
+        state["counts"][info.state] = state["counts"].get(info.state, 0) + 1
         style = _STATE_STYLE.get(info.state, "white")
         shown = f"{tuner.objective}={_num(v)}" if v is not None else escape(info.message or "")
         params = " ".join(f"{k}={_value(p)}" for k, p in info.params.items())
         progress.console.print(f"trial {info.number:>3} [{style}]{info.state:<8}[/] {shown}"
                                f"{' [bold green]best[/]' if better else ''}  [dim]{escape(params)}[/]",
                                highlight=False)
-        progress.update(state["task"], completed=done, description=f"best {_num(state['best'])}")
+        tally = ", ".join(f"{n} {k.lower()}" for k, n in state["counts"].items() if k != "COMPLETE")
+        progress.update(state["task"], completed=done,
+                        description=f"best {_num(state['best'])}" + (f" ({tally})" if tally else ""))
 
     with progress:
         return tuner.fit(train, validation, on_trial=on_trial)
@@ -196,8 +219,10 @@ def _trials_table(result: TuningResult, top: int | None) -> Table:
 def _print_result(result: TuningResult, top: int | None) -> None:
     style = _STATUS_STYLE.get(result.status, "white")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.counts().items()))
+    folds = result.spec.cv_folds if result.spec is not None else None
+    cv = f", {folds}-fold CV" if folds else ""
     console.print(f"Tuning job [bold]{escape(result.job_id)}[/] [{style}]{result.status}[/]: {result.algorithm}, "
-                  f"{result.strategy}, {result.objective} ({result.direction}); {counts or 'no trials'}; "
+                  f"{result.strategy}, {result.objective} ({result.direction}{cv}); {counts or 'no trials'}; "
                   f"run {result.run_id}")
     if result.stopped_reason:
         console.print(f"  stopped early: {escape(result.stopped_reason)}")
@@ -208,6 +233,8 @@ def _print_result(result: TuningResult, top: int | None) -> None:
         params = ", ".join(f"{k}={_value(v)}" for k, v in best.params.items())
         console.print(f"  best: trial {best.number}, {result.objective}={_num(best.value)} "
                       f"(run {best.run_id}): {escape(params)}")
+    if result.model_run_id and result.model_run_id != (best.run_id if best else None):
+        console.print(f"  best configuration trained on all the data: run {escape(result.model_run_id)}")
     if result.model_version:
         console.print(f"  registered the best model as {escape(result.model_version)}")
     if result.trials:
@@ -236,13 +263,20 @@ def list_cmd(as_json: bool = JsonOpt) -> None:
 
 
 @tune_app.command("show")
-def show_cmd(job: str = typer.Argument(..., help="Tuning job id."), as_json: bool = JsonOpt) -> None:
-    """Show a tuning job: status, best trial and every trial."""
+def show_cmd(
+    job: str = typer.Argument(..., help="Tuning job id."),
+    report: str = typer.Option(None, "--report", help="Write the job's HTML report to this file."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show a tuning job: status, best trial and every trial (and its HTML report with --report)."""
     from loopml.tune import get_tuning_job
 
     with open_workspace() as ws:
         result = get_tuning_job(ws, job)
+        written = _write_report(ws, job, report) if report else None
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), **({"report": written} if written else {})})
         return
     _print_result(result, top=None)
+    if written:
+        console.print(f"report: {escape(written)}")

@@ -4,7 +4,11 @@
   ``lightgbm``, ``linear``, ``random_forest``, ``knn``, ``kmeans``, ``pca``,
   ``isolation_forest``, ``forecast``) and the :class:`Algorithm` contract
   users implement to add their own (:func:`register_algorithm`).
-- :class:`Estimator`: trains one algorithm as a tracked job in its own process.
+- :class:`Estimator`: trains one algorithm as a tracked job in its own process
+  (``fit``, or ``cross_validate`` for k-fold cross-validation).
+- :func:`infer_problem_type` and :func:`metric_direction`: what a training job
+  will decide (the problem type from the target; whether a metric is
+  minimised), for tools built on training such as the tuner.
 - :mod:`loopml.train.package`: the model package (native model files, the
   fitted recipe and a manifest with hashes) and :class:`Model`, which applies
   the recipe and the model exactly as in training.
@@ -12,6 +16,8 @@
 Importing this package is cheap: libraries load when a job trains or a model loads.
 """
 
+from loopml.train._metrics import metric_direction
+from loopml.train._prepare import infer_problem_type
 from loopml.train.algorithms import (
     Algorithm,
     TabularAlgorithm,
@@ -19,12 +25,13 @@ from loopml.train.algorithms import (
     list_algorithms,
     register_algorithm,
 )
-from loopml.train.estimator import Estimator, TrainingError, TrainingResult
+from loopml.train.estimator import CrossValidationResult, Estimator, TrainingError, TrainingResult
 from loopml.train.hyperparameters import Hyperparameter, validate_hyperparameters
 from loopml.train.package import Model, Signature, load_model_package
 
 __all__ = [
     "Algorithm",
+    "CrossValidationResult",
     "Estimator",
     "Hyperparameter",
     "Model",
@@ -33,8 +40,10 @@ __all__ = [
     "TrainingError",
     "TrainingResult",
     "get_algorithm",
+    "infer_problem_type",
     "list_algorithms",
     "load_model_package",
+    "metric_direction",
     "register_algorithm",
     "validate_hyperparameters",
 ]

@@ -1,14 +1,32 @@
-"""The training job: ``python -m loopml.train._job --events FD [--preload MODULE ...]``.
+"""The training job: ``python -m loopml.train._job --events FD [--control FD] [--preload MODULE ...]``.
 
 The caller (:class:`loopml.train.Estimator`) starts this process, which
 imports the algorithm's library while the caller prepares, then reads one
 JSON spec line on stdin, trains, writes a model package into the spec's
-``output_dir`` and exits. Logs go to stdout/stderr (the caller streams them);
-structured events go as JSON lines to the file descriptor ``FD``:
+``output_dir`` and exits (with ``--loop``: reads the next spec). Logs go to
+stdout/stderr (the caller streams them); structured events go as JSON lines
+to the file descriptor ``FD``:
 
+- ``{"event": "started"}``: the job read its spec (its libraries are imported)
 - ``{"event": "metric", "step": 3, "metrics": {"validation:auc": 0.91}}``
 - ``{"event": "result", "metrics": {...}, "package_sha256": ..., ...}``
 - ``{"event": "error", "type": "InvalidInput", "message": ...}``
+- ``{"event": "stopped", "step": 12}``: the caller asked the job to stop
+
+Stop requests come on the ``--control`` pipe: the number of the job (1 for
+the process's first spec, 2 for its second, ...) on a line. The job checks
+the pipe after each training iteration and stops there, so the process stays
+alive for the next job (a tuner prunes a trial without losing its warm
+process).
+
+With ``"cv": {"folds": k, "refit": bool}`` in the spec, the job
+cross-validates: k models train one after another on k splits of the
+training data (stratified for classification), and their iterations are
+reported on one step scale (:class:`FoldReports`: fold 2's first iteration
+follows fold 1's last; the value is the mean over the folds so far), so a
+tuner prunes per iteration and can stop a trial in its first fold. The final
+``validation:*`` metrics are the means over the folds; with ``refit`` a model
+is then trained on all the rows and packaged.
 
 The job never touches the metadata database: the caller resolved dataset
 versions to artifact hashes and owns the run. :func:`run_job` is the whole
@@ -21,40 +39,228 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput, LoopmlError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from loopml.prep import FittedRecipe, Recipe
+    from loopml.train.algorithms._base import MetricCallback
 
 log = logging.getLogger("loopml.train.job")
 
 Emit = Callable[[dict[str, Any]], None]
+#: returns True once the caller asked the running job to stop
+StopCheck = Callable[[], bool]
+
+#: problem types a job can cross-validate, and how it splits the rows
+CV_SPLITS = {"binary": "stratified", "multiclass": "stratified", "regression": "shuffled",
+             "ranking": "by group"}
+
+
+class TrainingStopped(BaseException):  # a request, like KeyboardInterrupt, not an error
+    """Raised at a training iteration when the caller asked the job to stop.
+
+    A BaseException, so an algorithm's own ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped at iteration {step}")
+        self.step = step
 
 
 def _describe(source: Mapping[str, Any]) -> str:
     return str(source.get("ref") or source.get("description") or source.get("kind"))
 
 
-def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
+def check_cv(cv: Any) -> dict[str, Any] | None:
+    """The job spec's ``cv`` part from ``folds`` (an int >= 2) or a mapping; None for no CV."""
+    if cv is None or cv is False:
+        return None
+    if isinstance(cv, Mapping):
+        folds, refit = cv.get("folds"), bool(cv.get("refit", True))
+    else:
+        folds, refit = cv, True
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise InvalidInput(f"cross-validation folds must be an integer >= 2, got {folds!r}")
+    return {"folds": folds, "refit": refit}
+
+
+def cv_splits(
+    problem_type: str, y: np.ndarray | None, n_rows: int, folds: int, seed: int, groups: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Row positions ``(train, validation)`` of each fold.
+
+    Stratified by class for classification (shuffled with ``seed``, as
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``), shuffled for
+    regression, and by group for ranking (a group's rows stay together).
+    """
+    import numpy as np
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+    how = CV_SPLITS.get(problem_type)
+    if how is None:
+        raise InvalidInput(f"cross-validation is for {', '.join(CV_SPLITS)} problems, not {problem_type}; "
+                           "give validation data instead")
+    if n_rows < folds:
+        raise InvalidInput(f"{folds}-fold cross-validation needs at least {folds} rows; the training data has {n_rows}")
+    X = np.zeros((n_rows, 1))
+    if how == "stratified":
+        assert y is not None
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < folds:
+            raise InvalidInput(f"{folds}-fold cross-validation needs at least {folds} rows of every class; the "
+                               f"smallest class has {int(counts.min())}; use fewer folds or more data")
+        split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
+    elif how == "by group":
+        assert groups is not None
+        if len(np.unique(groups)) < folds:
+            raise InvalidInput(f"{folds}-fold cross-validation by group needs at least {folds} groups")
+        split = GroupKFold(folds).split(X, y, groups)
+    else:
+        split = KFold(folds, shuffle=True, random_state=seed).split(X)
+    return [(np.asarray(tr), np.asarray(va)) for tr, va in split]
+
+
+class FoldReports:
+    """Per-iteration reports of folds trained one after another, on one step scale.
+
+    Fold *k*'s iteration *r* is reported as step ``offset_k + r``, where
+    ``offset_k`` is the number of iterations the folds before it ran (with
+    every fold running the same iterations: ``(k - 1) * rounds + r``), and its
+    value is the mean, over folds 1..k, of each fold's metrics at iteration
+    *r* (a fold that stopped earlier counts with its last values). So the
+    steps of different trials line up, the value at a step means the same for
+    every trial, and a pruner can stop a trial during its first fold, saving
+    the folds after it; at the last fold's last iteration the value is the
+    mean over all folds.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> rep = FoldReports(lambda step, m: seen.append((step, m["validation:auc"])))
+    >>> for fold, aucs in enumerate([(0.6, 0.7), (0.8, 0.9)]):
+    ...     for r, auc in enumerate(aucs, 1):
+    ...         rep.callback(fold)(r, {"validation:auc": auc})
+    >>> [(s, round(v, 3)) for s, v in seen]
+    [(1, 0.6), (2, 0.7), (3, 0.7), (4, 0.8)]
+    """
+
+    def __init__(self, report: MetricCallback) -> None:
+        self.report = report
+        self._curves: list[dict[int, dict[str, float]]] = []
+        self._offsets: list[int] = []
+
+    def callback(self, fold: int) -> MetricCallback:
+        """The metric callback of fold ``fold`` (from 0; folds in order)."""
+        while len(self._curves) <= fold:
+            self._offsets.append(sum(max(c, default=0) for c in self._curves))
+            self._curves.append({})
+        offset = self._offsets[fold]
+        curves = self._curves[: fold + 1]
+
+        def on_metric(step: int, metrics: Mapping[str, float]) -> None:
+            step = int(step)
+            curves[fold][step] = {k: float(v) for k, v in metrics.items()}
+            rows = [c[step] if step in c else c[max(c)] for c in curves if c]
+            self.report(offset + step, _mean(rows))
+
+        return on_metric
+
+
+def _mean(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    out: dict[str, float] = {}
+    for k in keys:
+        vals = [float(r[k]) for r in rows if k in r and r[k] is not None and math.isfinite(float(r[k]))]
+        if vals:
+            out[k] = sum(vals) / len(vals)
+    return out
+
+
+class PreparedData:
+    """The prepared data of a job, kept by a job process for its next job on the same data.
+
+    A tuning job's trials train one after another in one warm process on the
+    same rows with the same recipe: only the hyperparameters change. The
+    recipe's output (per fold, with cross-validation) is kept, keyed by what
+    determines it, and handed out as shallow copies. One key at a time.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.items: dict[Any, Any] = {}
+
+    def use(self, key: str | None) -> None:
+        """Start a job whose data have ``key`` (None: not reusable); drop what another key kept."""
+        if key != self.key:
+            self.key, self.items = key, {}
+
+
+def _prepared_key(spec: Mapping[str, Any], cls: type[Any], problem_type: str) -> str | None:
+    """What the prepared data depend on (not the hyperparameters); None when the inputs' content is unknown."""
+    import hashlib
+
+    def content(src: Mapping[str, Any] | None) -> Any:
+        if src is None:
+            return None
+        if src.get("kind") == "catalog" and src.get("parts") is not None:
+            return ["catalog", list(src["parts"])]
+        if src.get("kind") == "file" and src.get("sha256"):
+            return ["file", src["sha256"]]
+        raise LookupError  # no content hash: do not reuse
+
+    try:
+        parts = [content(spec.get("train")), content(spec.get("validation"))]
+    except LookupError:
+        return None
+    rspec = spec.get("recipe")
+    recipe: Any = rspec
+    if isinstance(rspec, Mapping) and rspec.get("kind") == "fitted":
+        recipe = hashlib.sha256(Path(rspec["path"]).read_bytes()).hexdigest()
+    elif isinstance(rspec, Mapping):
+        recipe = rspec.get("spec")
+    return json.dumps([parts, spec.get("target"), spec.get("roles"), problem_type, spec.get("algorithm_class"),
+                       getattr(cls, "categorical_encoding", None), recipe, spec.get("cv"), spec.get("seed")],
+                      sort_keys=True, default=str)
+
+
+def run_job(spec: Mapping[str, Any], emit: Emit, should_stop: StopCheck | None = None,
+            prepared: PreparedData | None = None) -> dict[str, Any]:
     """Train as ``spec`` says; report metrics through ``emit``; return the result.
 
     Parameters
     ----------
     spec
         The job spec written by the Estimator (algorithm, hyperparameters,
-        target, roles, data sources, recipe, output folder).
+        target, roles, data sources, recipe, output folder, ``cv``).
     emit
         Receives ``{"event": "metric", ...}`` dicts during training.
+    should_stop
+        Checked after each training iteration; when it returns True the job
+        raises :class:`TrainingStopped`.
+    prepared
+        Where the job process keeps prepared data between jobs (reused when
+        the next job has the same data, recipe and folds).
 
     Returns
     -------
     dict
-        ``metrics``, ``package_sha256``, ``problem_type``, ``classes``, row counts and timings.
+        ``metrics``, ``package_sha256`` (None for cross-validation without
+        refit), ``problem_type``, ``classes``, row counts, ``folds`` (per-fold
+        metrics of cross-validation) and timings.
     """
     import numpy as np
 
@@ -79,6 +285,9 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
     roles: dict[str, str] = dict(spec.get("roles") or {})
     seed = int(spec.get("seed") or 0)
     root = spec.get("artifact_root")
+    cv = check_cv(spec.get("cv"))
+    if cv is not None and spec.get("validation"):
+        raise InvalidInput("cross-validation holds out parts of the training data itself; give no validation data")
 
     t0 = time.monotonic()
     train_df = read_source(spec["train"], root)
@@ -141,10 +350,9 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
     # the recipe: fitted here, given fitted, or the default encoding of text/date columns
     from loopml.prep import FittedRecipe, Recipe
 
-    t0 = time.monotonic()
     rspec = spec.get("recipe")
     recipe_doc: dict[str, Any] = {}
-    fitted: FittedRecipe | None = None
+    given: FittedRecipe | None = None
     recipe: Recipe | None = None
     exclude = [c for c in [target, *roles.values()] if c]
     if rspec is None:
@@ -157,39 +365,47 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
         recipe = Recipe.from_dict(rspec["spec"])
         recipe_doc = {"fitted_in_job": True, **({"source": rspec["source"]} if rspec.get("source") else {})}
     else:
-        fitted = FittedRecipe.from_bytes(Path(rspec["path"]).read_bytes())
+        given = FittedRecipe.from_bytes(Path(rspec["path"]).read_bytes())
         recipe_doc = {k: rspec[k] for k in ("ref", "id") if rspec.get(k)}
-    if recipe is not None:
-        fitted, Xt = recipe.fit_transform(train_df, target=target if supervised else None)
-        log.info("fitted the recipe (%d steps) on %d rows -> %d columns", len(fitted.steps), len(train_df),
-                 Xt.shape[1])
-    elif fitted is not None:
-        Xt = fitted.transform(train_df)
-        log.info("applied recipe %s -> %d columns", recipe_doc.get("ref", ""), Xt.shape[1])
-    else:
-        Xt = train_df
-    Xv = fitted.transform(val_df) if (fitted is not None and val_df is not None) else val_df
-    timings["recipe_s"] = time.monotonic() - t0
 
-    def _split(X: Any, source: Any, y_codes: Any) -> tuple[Any, Any]:
-        if X is None:
-            return None, None
-        y_out = None
-        if y_codes is not None:
-            import pandas as pd
+    cache = prepared if prepared is not None else PreparedData()
+    cache.use(_prepared_key(spec, cls, problem_type) if prepared is not None else None)
 
-            y_out = pd.Series(y_codes, index=source.index).loc[X.index].to_numpy()
-        if target is not None and target in X.columns:
-            X = X.drop(columns=[target])
-        return X, y_out
+    def prepare(part: Any, tr_df: pd.DataFrame, tr_codes: Any, va_df: pd.DataFrame | None, va_codes: Any,
+                quiet: bool = False) -> tuple[FittedRecipe | None, Any, Any, Any, Any]:
+        """The recipe's output for a part of the data (kept for the next job on the same data)."""
+        out = cache.items.get(part) if cache.key is not None else None
+        if out is None:
+            out = fit_recipe(tr_df, tr_codes, va_df, va_codes, quiet)
+            if cache.key is not None:
+                cache.items[part] = out
+        elif not quiet:
+            log.info("reusing the recipe fitted by the previous job on the same data and recipe")
+        fitted, X, y, X_val, y_val = out
+        return (fitted, X.copy(deep=False), None if y is None else y.copy(),
+                None if X_val is None else X_val.copy(deep=False), None if y_val is None else y_val.copy())
 
-    X, y = _split(Xt, train_df, codes)
-    X_val, y_val = _split(Xv, val_df, codes_val)
-    if problem_type in CLASSIFICATION and y is not None and len(np.unique(y)) < 2:
-        raise InvalidInput(f"after the recipe the target {target!r} has one class left in the training data")
-
-    algo = cls(params, problem_type=problem_type, seed=seed, roles=roles,
-               n_classes=len(classes) if classes is not None else None)
+    def fit_recipe(tr_df: pd.DataFrame, tr_codes: Any, va_df: pd.DataFrame | None, va_codes: Any, quiet: bool,
+                   ) -> tuple[FittedRecipe | None, Any, Any, Any, Any]:
+        """Fit (or apply) the recipe; the feature frames and encoded targets of training and validation."""
+        fitted = given
+        if recipe is not None:
+            fitted, Xt = recipe.fit_transform(tr_df, target=target if supervised else None)
+            if not quiet:
+                log.info("fitted the recipe (%d steps) on %d rows -> %d columns", len(fitted.steps), len(tr_df),
+                         Xt.shape[1])
+        elif fitted is not None:
+            Xt = fitted.transform(tr_df)
+            if not quiet:
+                log.info("applied recipe %s -> %d columns", recipe_doc.get("ref", ""), Xt.shape[1])
+        else:
+            Xt = tr_df
+        Xv = fitted.transform(va_df) if (fitted is not None and va_df is not None) else va_df
+        X, y = _split(Xt, tr_df, tr_codes, target)
+        X_val, y_val = _split(Xv, va_df, va_codes, target)
+        if problem_type in CLASSIFICATION and y is not None and len(np.unique(y)) < 2:
+            raise InvalidInput(f"after the recipe the target {target!r} has one class left in the training data")
+        return fitted, X, y, X_val, y_val
 
     last_log = [0.0]
 
@@ -200,7 +416,50 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
         if step == 1 or now - last_log[0] >= 1.0:
             last_log[0] = now
             log.info("[%d] %s", step, "  ".join(f"{k}={v:.6g}" for k, v in clean.items()))
+        if should_stop is not None and should_stop():
+            raise TrainingStopped(step)
 
+    def new_model() -> Any:
+        return cls(params, problem_type=problem_type, seed=seed, roles=roles,
+                   n_classes=len(classes) if classes is not None else None)
+
+    cv_metrics: dict[str, float] = {}
+    folds_out: list[dict[str, float]] = []
+    if cv is not None:
+        t0 = time.monotonic()
+        groups = train_df[roles["group"]].to_numpy() if problem_type == "ranking" and "group" in roles else None
+        splits = cache.items.get("splits")
+        if splits is None:
+            splits = cv_splits(problem_type, codes, len(train_df), cv["folds"], seed, groups)
+            if cache.key is not None:
+                cache.items["splits"] = splits
+        log.info("%d-fold cross-validation (%s) of %s on %d rows", cv["folds"], CV_SPLITS[problem_type], cls.name,
+                 len(train_df))
+
+        reports = FoldReports(on_metric)
+        for i, (tr, va) in enumerate(splits):
+            _, X, y, X_val, y_val = prepare(("fold", i), train_df.iloc[tr], codes[tr] if codes is not None else None,
+                                            train_df.iloc[va], codes[va] if codes is not None else None, quiet=True)
+            model = new_model()
+            model.fit(X, y, X_val, y_val, callback=reports.callback(i))
+            folds_out.append(prefixed("validation", model.score(X_val, y_val)))
+            log.info("fold %d: %s", i + 1, "  ".join(f"{k}={v:.6g}" for k, v in sorted(folds_out[-1].items())))
+        cv_metrics = _mean(folds_out)
+        timings["cv_s"] = time.monotonic() - t0
+        log.info("cross-validated in %.2f s: %s", timings["cv_s"],
+                 "  ".join(f"{k}={v:.6g}" for k, v in sorted(cv_metrics.items())))
+        if not cv["refit"]:
+            timings["job_s"] = time.monotonic() - started
+            return {
+                "metrics": cv_metrics, "package_sha256": None, "problem_type": problem_type, "classes": classes,
+                "train_rows": len(train_df), "validation_rows": 0, "folds": folds_out, "timings": timings,
+            }
+
+    t0 = time.monotonic()
+    fitted, X, y, X_val, y_val = prepare("all", train_df, codes, val_df, codes_val)
+    timings["recipe_s"] = time.monotonic() - t0
+
+    algo = new_model()
     log.info("training %s on %d rows x %d features", cls.name, len(X), X.shape[1] - len(
         [c for c in roles.values() if c in X.columns]))
     t0 = time.monotonic()
@@ -212,6 +471,7 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
     metrics = prefixed("train", algo.score(X, y))
     if X_val is not None:
         metrics.update(prefixed("validation", algo.score(X_val, y_val)))
+    metrics.update(cv_metrics)
     timings["score_s"] = time.monotonic() - t0
     for k, v in sorted(metrics.items()):
         log.info("%s = %.6g", k, v)
@@ -230,10 +490,12 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
         features=list(algo.features_) if isinstance(algo, TabularAlgorithm) else [],
         classes=classes,
     )
-    data_doc = {"train": spec["train"].get("ref") or _describe(spec["train"]), "train_rows": len(X)}
+    data_doc: dict[str, Any] = {"train": spec["train"].get("ref") or _describe(spec["train"]), "train_rows": len(X)}
     if spec.get("validation"):
         data_doc.update(validation=spec["validation"].get("ref") or _describe(spec["validation"]),
                         validation_rows=len(X_val))
+    if cv is not None:
+        data_doc["cross_validation"] = {"folds": cv["folds"], "split": CV_SPLITS[problem_type], "seed": seed}
     t0 = time.monotonic()
     sha = save_model_package(
         spec["output_dir"], algo, signature=signature, target=target, recipe=fitted,
@@ -248,8 +510,22 @@ def run_job(spec: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
         "metrics": metrics, "package_sha256": sha, "problem_type": problem_type, "classes": classes,
         "train_rows": len(X), "validation_rows": len(X_val) if X_val is not None else 0,
         "features": signature.features, "recipe": recipe_doc if fitted is not None else None,
-        "timings": timings,
+        "folds": folds_out, "timings": timings,
     }
+
+
+def _split(X: Any, source: Any, y_codes: Any, target: str | None) -> tuple[Any, Any]:
+    """Features without the target, and the encoded target matched to the rows the recipe kept."""
+    if X is None:
+        return None, None
+    y_out = None
+    if y_codes is not None:
+        import pandas as pd
+
+        y_out = pd.Series(y_codes, index=source.index).loc[X.index].to_numpy()
+    if target is not None and target in X.columns:
+        X = X.drop(columns=[target])
+    return X, y_out
 
 
 def _emitter(fd: int) -> Emit:
@@ -261,6 +537,35 @@ def _emitter(fd: int) -> Emit:
             view = view[n:]
 
     return emit
+
+
+class _Control:
+    """Stop requests from the caller: job numbers, one per line, read without blocking."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.buf = b""
+        self.asked = 0
+
+    def asked_up_to(self) -> int:
+        """The highest job number the caller asked to stop."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                return self.asked
+            if not chunk:
+                break
+            self.buf += chunk
+        if b"\n" in self.buf:
+            *lines, self.buf = self.buf.split(b"\n")
+            for line in lines:
+                if line.strip().isdigit():
+                    self.asked = max(self.asked, int(line))
+        return self.asked
 
 
 def _setup_logging() -> None:
@@ -278,13 +583,20 @@ def _setup_logging() -> None:
 JOB_END = "\x1floopml:job-end"
 
 
-def _run_one(line: str, emit: Emit) -> int:
+def _run_one(line: str, emit: Emit, should_stop: StopCheck | None = None,
+             prepared: PreparedData | None = None) -> int:
     """Run the job of one spec line; report its result or error as an event; return the exit code."""
     try:
         spec = json.loads(line)
-        result = run_job(spec, emit)
+        emit({"event": "started"})  # the caller's timeout counts from here, not from the interpreter's start
+        result = run_job(spec, emit, should_stop, prepared)
         sys.stdout.flush()
         emit({"event": "result", **result})
+        return 0
+    except TrainingStopped as e:
+        log.info("stopped at iteration %d: the caller asked", e.step)
+        sys.stdout.flush()
+        emit({"event": "stopped", "step": e.step})
         return 0
     except LoopmlError as e:
         log.error("error: %s", e)
@@ -310,22 +622,33 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the job process; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m loopml.train._job")
     parser.add_argument("--events", type=int, required=True, help="file descriptor for JSON events")
+    parser.add_argument("--control", type=int, help="file descriptor the caller writes stop requests to")
     parser.add_argument("--preload", action="append", default=[], help="module to import while waiting")
     parser.add_argument("--loop", action="store_true", help="run one job per stdin line until stdin closes")
     args = parser.parse_args(argv)
     _setup_logging()
     emit = _emitter(args.events)
+    control = _Control(args.control) if args.control is not None else None
+
+    def stop_check(n: int) -> StopCheck | None:
+        if control is None:
+            return None
+        return lambda: control.asked_up_to() >= n
+
     for mod in args.preload:  # overlap the library's import with the caller's preparation
         try:
             importlib.import_module(mod)
         except Exception as e:  # the spec's own import reports it properly
             log.debug("preload %s failed: %s", mod, e)
     rc = 3  # the caller went away before sending a spec
+    job = 0
+    prepared = PreparedData() if args.loop else None
     while True:
         line = sys.stdin.readline()
         if not line.strip():
             return rc
-        rc = _run_one(line, emit)
+        job += 1
+        rc = _run_one(line, emit, stop_check(job), prepared)
         if not args.loop:
             return rc
 

@@ -47,6 +47,10 @@ job_log = logging.getLogger("loopml.train.job")
 
 #: seconds between checks of the timeout while the job is quiet
 _POLL_S = 0.25
+#: seconds a job asked to stop (a callback raised) has to do so before it is killed
+STOP_GRACE_S = 10.0
+#: seconds a new job process may take to import its libraries, on top of the timeout
+START_S = 60.0
 _LOG_ARTIFACT = "logs/train.log"
 
 
@@ -121,6 +125,40 @@ class TrainingResult:
         }
 
 
+@dataclass
+class CrossValidationResult:
+    """What a cross-validation job measured (:meth:`Estimator.cross_validate`; no model is kept).
+
+    Attributes
+    ----------
+    run_id
+        The tracking run: per-iteration ``validation:*`` metrics averaged over
+        the folds, the final means, and ``validation:METRIC.fold`` (step = fold
+        number) and ``validation:METRIC.std``.
+    metrics
+        Mean over the folds of each fold's final validation metrics (``validation:auc``, ...).
+    folds
+        Each fold's final validation metrics, in fold order.
+    problem_type
+        The problem type the job trained for.
+    duration_s
+        Wall time of :meth:`Estimator.cross_validate`.
+    """
+
+    run_id: str
+    metrics: dict[str, float]
+    folds: list[dict[str, float]]
+    problem_type: str
+    duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"run_id": self.run_id, "metrics": self.metrics, "folds": self.folds,
+                "problem_type": self.problem_type, "duration_s": round(self.duration_s, 3),
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
 
 class Estimator:
     """Train a built-in (or registered) algorithm as a tracked job in its own process.
@@ -142,7 +180,9 @@ class Estimator:
     experiment
         Tracking experiment of the run.
     timeout
-        Seconds the job may run; then its process group is killed and the run FAILED.
+        Seconds the job may run, from when its process has imported its
+        libraries and starts on the job (the import itself gets at most
+        another minute); then its process group is killed and the run FAILED.
     seed
         Random seed for the algorithm.
     problem_type
@@ -250,6 +290,7 @@ class Estimator:
         train: Any,
         validation: Any = None,
         *,
+        cv: int | None = None,
         run_name: str | None = None,
         parent_run_id: str | None = None,
         tags: Mapping[str, Any] | None = None,
@@ -263,6 +304,11 @@ class Estimator:
         train, validation
             ``NAME[:VER]`` of a dataset in the catalog, a
             :class:`~loopml.data.catalog.DatasetVersionInfo`, or a pandas DataFrame.
+        cv
+            Cross-validate first with this many folds (stratified for
+            classification; no ``validation`` then): the ``validation:*``
+            metrics are the means over the folds (see :meth:`cross_validate`),
+            and the model is then trained on all of ``train``.
         run_name
             The run's display name.
         parent_run_id
@@ -274,8 +320,10 @@ class Estimator:
             default: the ``loopml.train.job`` logger.
         on_metric
             Called as ``on_metric(step, {"validation:auc": ...})`` for each
-            training iteration. If it raises, the job is killed, the run is
-            marked KILLED and the exception propagates (how a tuner prunes).
+            training iteration (with ``cv``: the mean over the folds). If it
+            raises, the job stops at its next iteration (its process stays
+            usable with ``reuse_process``), the run is marked KILLED and the
+            exception propagates: how a tuner prunes a trial.
 
         Returns
         -------
@@ -288,6 +336,81 @@ class Estimator:
         TrainingError
             The library failed, the job died or timed out; the run is FAILED with its logs.
         """
+        from loopml.train._job import check_cv
+
+        cv_spec = check_cv(cv)
+        if cv_spec is not None and validation is not None:
+            raise InvalidInput("cross-validation (cv=...) holds out parts of the training data itself; "
+                               "give no validation data")
+        out = self._execute(train, validation, cv_spec, run_name=run_name, parent_run_id=parent_run_id,
+                            tags=tags, on_log=on_log, on_metric=on_metric)
+        assert isinstance(out, TrainingResult)
+        return out
+
+    def cross_validate(
+        self,
+        train: Any,
+        folds: int = 3,
+        *,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        on_log: Callable[[str], None] | None = None,
+        on_metric: MetricCallback | None = None,
+    ) -> CrossValidationResult:
+        """Measure the estimator by k-fold cross-validation, as a tracked job (no model is kept).
+
+        The training rows are split into ``folds`` parts (stratified by class
+        for classification, shuffled with the estimator's seed; by group for
+        ranking). Each fold's model trains on the other parts, with the recipe
+        fitted on them alone, and is validated on its part. The folds train
+        in turns, one iteration each, so ``on_metric`` gets each iteration's
+        validation metrics averaged over the folds: a tuner prunes on those.
+
+        Parameters
+        ----------
+        train
+            ``NAME[:VER]`` of a dataset, a DatasetVersionInfo or a pandas DataFrame.
+        folds
+            Number of folds (at least 2).
+        run_name, parent_run_id, tags, on_log, on_metric
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        CrossValidationResult
+            ``metrics["validation:auc"]`` is the mean of the folds' AUCs.
+
+        Raises
+        ------
+        InvalidInput
+            Bad settings, or too few rows (of a class) for the folds.
+        TrainingError
+            The library failed, the job died or timed out.
+
+        Examples
+        --------
+        >>> import tempfile, pandas as pd, loopml
+        >>> from loopml.train import Estimator
+        >>> ws = loopml.Workspace.init(tempfile.mkdtemp())
+        >>> df = pd.DataFrame({"x": range(60), "y": [i % 2 for i in range(60)]})
+        >>> cv = Estimator("xgboost", {"num_round": 5}, target="y", ws=ws).cross_validate(df, 3)  # doctest: +SKIP
+        >>> len(cv.folds), "validation:auc" in cv.metrics  # doctest: +SKIP
+        (3, True)
+        """
+        from loopml.train._job import check_cv
+
+        cv_spec = check_cv({"folds": folds, "refit": False})
+        out = self._execute(train, None, cv_spec, run_name=run_name, parent_run_id=parent_run_id, tags=tags,
+                            on_log=on_log, on_metric=on_metric)
+        assert isinstance(out, CrossValidationResult)
+        return out
+
+    def _execute(
+        self, train: Any, validation: Any, cv: dict[str, Any] | None, *, run_name: str | None,
+        parent_run_id: str | None, tags: Mapping[str, Any] | None, on_log: Callable[[str], None] | None,
+        on_metric: MetricCallback | None,
+    ) -> TrainingResult | CrossValidationResult:
         from loopml.workspace import Workspace
 
         started = time.monotonic()
@@ -299,7 +422,7 @@ class Estimator:
             ws = self.ws or Workspace.open()
             try:
                 job.attach(ws)
-                return job.run(train, validation, run_name=run_name, parent_run_id=parent_run_id,
+                return job.run(train, validation, cv, run_name=run_name, parent_run_id=parent_run_id,
                                tags=tags or {}, on_log=on_log, on_metric=on_metric, started=started)
             finally:
                 if own_ws:
@@ -351,7 +474,8 @@ class _Worker:
     def __init__(self, preload: list[str], loop: bool = False) -> None:
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         r, w = os.pipe()
-        cmd = [sys.executable, "-m", "loopml.train._job", "--events", str(w)]
+        cr, cw = os.pipe()  # stop requests to the job
+        cmd = [sys.executable, "-m", "loopml.train._job", "--events", str(w), "--control", str(cr)]
         if loop:
             cmd.append("--loop")
         for m in preload:
@@ -359,14 +483,17 @@ class _Worker:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(w,), start_new_session=True, env=_child_env(), cwd=os.getcwd(),
+                pass_fds=(w, cr), start_new_session=True, env=_child_env(), cwd=os.getcwd(),
             )
         except BaseException:
             os.close(r)
+            os.close(cw)
             raise
         finally:
             os.close(w)
+            os.close(cr)
         self._events = os.fdopen(r, "rb")
+        self._control: int | None = cw
         #: ready for a job (a new process is, once it has imported)
         self.idle = True
         self.jobs = 0
@@ -402,9 +529,23 @@ class _Worker:
         """The process is running."""
         return self.proc.poll() is None
 
+    def request_stop(self) -> None:
+        """Ask the running job to stop at its next training iteration (the process lives on)."""
+        if self._control is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._control, f"{self.jobs}\n".encode())
+
+    def _close_control(self) -> None:
+        fd, self._control = self._control, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def kill(self) -> None:
         """Kill the job's whole process group (the job and anything it started)."""
         self.idle = False
+        self._close_control()
         if self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -417,6 +558,7 @@ class _Worker:
         so the caller does not wait for the interpreter to shut down); any other is killed."""
         finished = self.idle and self.jobs > 0
         self.idle = False
+        self._close_control()
         if not finished:
             self.kill()
         if self.proc.stdin is not None:
@@ -477,6 +619,9 @@ class _Job:
         self.ws: Workspace
         self.dir: Path | None = None
         self.last_lines: list[str] = []
+        #: the exception a callback raised; the job was asked to stop
+        self.stopped_by: Exception | None = None
+        self.cv: dict[str, Any] | None = None
 
     def attach(self, ws: Workspace) -> None:
         """Bind the job to a workspace and make its private folder there."""
@@ -516,7 +661,8 @@ class _Job:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
         desc = f"DataFrame {table.num_rows}x{table.num_columns} sha256:{h.hexdigest()[:16]}"
-        return {"kind": "file", "path": str(path), "description": desc}, list(table.column_names), None
+        src = {"kind": "file", "path": str(path), "description": desc, "sha256": h.hexdigest()}
+        return src, list(table.column_names), None
 
     def _recipe(self) -> tuple[dict[str, Any] | None, str, Any]:
         """The recipe part of the spec, a description, and the catalog recipe version (if any)."""
@@ -548,13 +694,14 @@ class _Job:
 
     # -- the run ---------------------------------------------------------------------------------------------
     def run(
-        self, train: Any, validation: Any, *, run_name: str | None, parent_run_id: str | None,
-        tags: Mapping[str, Any], on_log: Callable[[str], None] | None, on_metric: MetricCallback | None,
-        started: float,
-    ) -> TrainingResult:
+        self, train: Any, validation: Any, cv: dict[str, Any] | None, *, run_name: str | None,
+        parent_run_id: str | None, tags: Mapping[str, Any], on_log: Callable[[str], None] | None,
+        on_metric: MetricCallback | None, started: float,
+    ) -> TrainingResult | CrossValidationResult:
         from loopml.track import Tracker
 
         est = self.est
+        self.cv = cv
         t0 = time.monotonic()
         train_src, train_cols, train_info = self._source(train, "train")
         val_src: dict[str, Any] | None = None
@@ -584,9 +731,12 @@ class _Job:
         tracker = est.tracker or Tracker(self.ws)
         own_tracker = est.tracker is None
         try:
+            job_tags: dict[str, Any] = {"job": "training", "algorithm": est.algo}
+            if cv is not None:
+                job_tags["cv.folds"] = cv["folds"]
             run = tracker.start_run(
                 experiment=est.experiment, name=run_name, parent_run_id=parent_run_id,
-                tags={"job": "training", "algorithm": est.algo, **dict(tags)}, seed=est.seed,
+                tags={**job_tags, **dict(tags)}, seed=est.seed,
             )
             return self._run(run, train_src, val_src, train_info, val_info, recipe_spec, recipe_desc,
                              recipe_info, on_log, on_metric, started, prep_s)
@@ -599,7 +749,7 @@ class _Job:
         train_info: DatasetVersionInfo | None, val_info: DatasetVersionInfo | None,
         recipe_spec: dict[str, Any] | None, recipe_desc: str, recipe_info: Any,
         on_log: Callable[[str], None] | None, on_metric: MetricCallback | None, started: float, prep_s: float,
-    ) -> TrainingResult:
+    ) -> TrainingResult | CrossValidationResult:
         from loopml.store.lineage import EntityRef
 
         est = self.est
@@ -624,7 +774,7 @@ class _Job:
                 "hyperparameters": est.hyperparameters, "target": est.target, "roles": est.roles,
                 "problem_type": est.problem_type, "seed": est.seed, "train": train_src,
                 "validation": val_src, "recipe": recipe_spec, "artifact_root": self.ws.artifacts.url,
-                "output_dir": str(out_dir), "run_id": run.id,
+                "output_dir": str(out_dir), "run_id": run.id, "cv": self.cv,
             }
             prefix = f"[{run.name}] "
             emit_line = on_log or (lambda line: job_log.info("%s", line))
@@ -637,35 +787,59 @@ class _Job:
                     if not run.ended:
                         self._keep_logs(run)
                     raise
+            stopped = self.stopped_by
+            if stopped is not None:  # a callback raised: the job stopped (or finished first); so does the run
+                self._keep_logs(run)
+                run.end("KILLED", f"stopped by the caller: {type(stopped).__name__}: {stopped}")
+                raise stopped
             if outcome.get("event") != "result":
                 self._fail(run, outcome)
-            result = self._record(run, outcome, out_dir)
+            timings = {"prepare_s": prep_s, **{k: float(v) for k, v in (outcome.get("timings") or {}).items()}}
+            result: TrainingResult | CrossValidationResult
+            if outcome.get("package_sha256") is None:  # cross-validation only
+                result = self._record_cv(run, outcome)
+            else:
+                result = self._record(run, outcome, out_dir)
             result.duration_s = time.monotonic() - started
-            result.timings = {"prepare_s": prep_s, **{k: float(v) for k, v in (outcome.get("timings") or {}).items()},
-                              "total_s": result.duration_s}
+            result.timings = {**timings, "total_s": result.duration_s}
             return result
 
     def _supervise(
         self, run: Run, spec: dict[str, Any], logf: Any, prefix: str, emit_line: Callable[[str], None],
         on_metric: MetricCallback | None,
     ) -> dict[str, Any]:
-        """Send the spec, then stream logs and events until the job ends, times out or is stopped."""
+        """Send the spec, then stream logs and events until the job ends, times out or is stopped.
+
+        When a callback raises, the job is asked to stop at its next training
+        iteration (its process stays usable); one that has not stopped within
+        :data:`STOP_GRACE_S` is killed. The callback's exception is kept in
+        :attr:`stopped_by` for :meth:`_run` to re-raise.
+        """
         w = self.worker
         w.send(spec)
-        deadline = time.monotonic() + self.est.timeout if self.est.timeout else None
+        # until the job says it started, a fresh process may still be importing its libraries
+        deadline = time.monotonic() + self.est.timeout + START_S if self.est.timeout else None
+        grace: float | None = None
         outcome: dict[str, Any] = {}
         open_streams = 2
         ended = False  # the job printed its end marker
         steps: dict[str, int] = {}
         while open_streams and not (ended and outcome):
-            wait = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            now = time.monotonic()
+            # checked on every pass: a job streaming metrics never leaves the queue empty
+            if deadline is not None and now >= deadline:
+                w.kill()
+                outcome = {"event": "timeout"}
+                deadline = grace = None
+            elif grace is not None and now >= grace:
+                log.debug("the job did not stop within %s s of the request; killing it", STOP_GRACE_S)
+                w.kill()
+                outcome = {"event": "stopped", "killed": True}
+                grace = None
+            wait = min([_POLL_S, *(max(0.0, d - now) for d in (deadline, grace) if d is not None)])
             try:
                 kind, payload = w.queue.get(timeout=wait)
             except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    w.kill()
-                    outcome = {"event": "timeout"}
-                    deadline = None
                 continue
             if kind == "eof":
                 open_streams -= 1
@@ -675,33 +849,43 @@ class _Job:
                     continue
                 logf.write(payload + "\n")
                 self.last_lines = [*self.last_lines[-19:], payload]
-                self._call(run, emit_line, prefix + payload)
+                if self._call(emit_line, prefix + payload):
+                    grace = time.monotonic() + STOP_GRACE_S
+            elif payload.get("event") == "started":
+                if deadline is not None:  # a fresh process imported its libraries first: that is not the job's time
+                    deadline = time.monotonic() + float(self.est.timeout or 0)
             elif payload.get("event") == "metric":
                 step, metrics = int(payload["step"]), dict(payload["metrics"])
                 run.log_metrics(metrics, step=step)
                 for k in metrics:
                     steps[k] = step
-                if on_metric is not None:
-                    self._call(run, on_metric, step, metrics)
-            elif payload.get("event") in ("result", "error") and outcome.get("event") != "timeout":
+                if on_metric is not None and self._call(on_metric, step, metrics):
+                    grace = time.monotonic() + STOP_GRACE_S
+            elif payload.get("event") in ("result", "error", "stopped") and outcome.get("event") != "timeout":
                 outcome = payload
         if open_streams:  # the process lives on, waiting for the next job
-            w.idle = outcome.get("event") in ("result", "error")
+            w.idle = outcome.get("event") in ("result", "error", "stopped") and not outcome.get("killed")
             outcome["returncode"] = None
         else:
             outcome["returncode"] = w.proc.wait()
         outcome["steps"] = steps
         return outcome
 
-    def _call(self, run: Run, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a user callback; if it raises, stop the job, mark the run KILLED and re-raise."""
+    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run a callback; if it raises, ask the job to stop and return True (once).
+
+        The exception is kept in :attr:`stopped_by`; later calls are skipped.
+        KeyboardInterrupt and the like propagate at once (the caller kills the job).
+        """
+        if self.stopped_by is not None:
+            return False
         try:
             fn(*args)
-        except BaseException as e:
-            self.worker.kill()
-            self._keep_logs(run)
-            run.end("KILLED", f"stopped by the caller: {type(e).__name__}: {e}")
-            raise
+        except Exception as e:
+            self.stopped_by = e
+            self.worker.request_stop()
+            return True
+        return False
 
     def _keep_logs(self, run: Run) -> None:
         logf = getattr(self, "_logf", None)
@@ -738,6 +922,30 @@ class _Job:
         err.run_id = run.id  # type: ignore[attr-defined]
         raise err
 
+    def _log_folds(self, run: Run, folds: list[dict[str, float]]) -> None:
+        """Each fold's final metrics (``validation:auc.fold``, step = fold number) and their spread."""
+        keys = sorted({k for f in folds for k in f})
+        for i, f in enumerate(folds, 1):
+            run.log_metrics({f"{k}.fold": v for k, v in f.items()}, step=i)
+        spread = {}
+        for k in keys:
+            vals = [float(f[k]) for f in folds if k in f]
+            mean = sum(vals) / len(vals)
+            spread[f"{k}.std"] = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+        run.log_metrics(spread)
+
+    def _record_cv(self, run: Run, outcome: dict[str, Any]) -> CrossValidationResult:
+        """Log the means over the folds (as each series' latest value), the folds and the logs."""
+        metrics = {k: float(v) for k, v in dict(outcome.get("metrics") or {}).items()}
+        steps: dict[str, int] = outcome.get("steps") or {}
+        run.log_metrics(metrics, step=max(steps.values(), default=0))
+        folds = [{k: float(v) for k, v in f.items()} for f in outcome.get("folds") or []]
+        self._log_folds(run, folds)
+        problem_type = str(outcome.get("problem_type"))
+        run.set_tags({"problem_type": problem_type})
+        run.log_artifact(self.log_file, name=_LOG_ARTIFACT)
+        return CrossValidationResult(run_id=run.id, metrics=metrics, folds=folds, problem_type=problem_type)
+
     def _record(self, run: Run, outcome: dict[str, Any], out_dir: Path) -> TrainingResult:
         """Store the package and logs as run artifacts, log final metrics, tags and lineage."""
         from loopml.store.lineage import EntityRef
@@ -759,6 +967,8 @@ class _Job:
         last = max(steps.values(), default=0)
         # final values land on the last step, so they are each series' latest value
         run.log_metrics(metrics, step=last)
+        if outcome.get("folds"):
+            self._log_folds(run, outcome["folds"])
         problem_type = str(outcome.get("problem_type"))
         run.set_tags({"problem_type": problem_type, "model.sha256": sha})
         artifacts[_LOG_ARTIFACT] = run.log_artifact(self.log_file, name=_LOG_ARTIFACT)
@@ -802,4 +1012,4 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-__all__ = ["Estimator", "TrainingError", "TrainingResult"]
+__all__ = ["CrossValidationResult", "Estimator", "TrainingError", "TrainingResult"]

@@ -8,6 +8,9 @@
   linear, log and reverse-log scaling), from the algorithm's schema or YAML.
 - :mod:`loopml.tune.jobs`: stored jobs, :class:`TuningResult`,
   :func:`list_tuning_jobs`, :func:`get_tuning_job`.
+- :mod:`loopml.tune.report`: the job's self-contained HTML report
+  (:func:`write_report`): history, per-iteration values, parallel
+  coordinates, hyperparameter importance, trials.
 
 The Optuna study of a job lives in the workspace's metadata database, so the
 job survives its process and several workers share it. See ``docs/tune.md``.
@@ -30,6 +33,7 @@ from loopml.tune.ranges import (
     default_space,
     load_space,
 )
+from loopml.tune.report import tuning_report, write_report
 from loopml.tune.strategies import STRATEGIES, EarlyStopping
 from loopml.tune.tuner import HyperparameterTuner, TuningError
 from loopml.tune.warm_start import WarmStart
@@ -53,4 +57,6 @@ __all__ = [
     "get_tuning_job",
     "list_tuning_jobs",
     "load_space",
+    "tuning_report",
+    "write_report",
 ]

@@ -27,9 +27,9 @@ from loopml.tune.jobs import (
     DURATION_ATTR,
     INTERRUPTED_ATTR,
     MESSAGE_ATTR,
-    PARAMS_ATTR,
     PRUNED_STEP_ATTR,
     RUN_ATTR,
+    TRIAL_ATTR,
     JobSpec,
     TrialInfo,
     load_study,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import optuna
 
     from loopml.track import Run, Tracker
-    from loopml.train import Estimator
+    from loopml.train import CrossValidationResult, Estimator, TrainingResult
     from loopml.tune.ranges import SearchSpace
     from loopml.workspace import Settings, Workspace
 
@@ -70,8 +70,14 @@ def read_table(ws: Workspace, ref: Mapping[str, Any]) -> Any:
     return pq.read_table(pa.BufferReader(ws.artifacts.get_bytes(str(ref["artifact"]))))
 
 
-def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None) -> Estimator:
-    """The job's estimator (fixed hyperparameters only) with a reusable training process."""
+def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None, *, reuse_process: bool = True,
+                    ) -> Estimator:
+    """The job's estimator (fixed hyperparameters only), by default with a reusable training process.
+
+    Trials of one job run one after another in the same warm training
+    process; a pruned trial stops at its next iteration and leaves the
+    process ready for the next trial.
+    """
     from loopml.train import Estimator
 
     recipe: Any = spec.recipe
@@ -87,42 +93,8 @@ def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None) -> Es
     return Estimator(
         spec.algorithm, spec.hyperparameters, target=spec.target, recipe=recipe, experiment=spec.experiment,
         timeout=spec.timeout, seed=spec.seed, problem_type=spec.problem_type, roles=spec.roles, ws=ws,
-        tracker=tracker, reuse_process=True,
+        tracker=tracker, reuse_process=reuse_process,
     )
-
-
-def keep_spare_process(est: Estimator) -> None:
-    """Keep an idle training process ready besides the one a trial takes.
-
-    A pruned trial's training process is killed; without a spare the next
-    trial waits for a new one to start (the interpreter plus the library:
-    seconds, more than a pruned trial saves). The spare starts while a trial
-    trains and is queued behind the warm processes, so the next trial takes a
-    warm one.
-
-    This reaches into the estimator's process pool (``reuse_process=True``);
-    if that changes shape, it quietly does nothing.
-    """
-    pool = getattr(est, "_pool", None)
-    idle = getattr(pool, "_idle", None)
-    lock = getattr(pool, "_lock", None)
-    preload = getattr(est, "_preload", None)
-    if pool is None or not isinstance(idle, list) or lock is None or not callable(preload):
-        return
-    try:
-        from loopml.train.estimator import _Worker
-    except ImportError:  # pragma: no cover - the training stage changed
-        return
-    with lock:
-        if sum(1 for w in idle if getattr(w, "alive", False)) >= 2:
-            return
-    try:
-        worker = _Worker(preload(), True)
-    except Exception as e:  # a spare is an optimisation only
-        log.debug("could not start a spare training process: %s", e)
-        return
-    with lock:
-        idle.insert(0, worker)  # taken last: the warm ones go first
 
 
 class _JobContext:
@@ -150,7 +122,7 @@ class _JobContext:
                                parallel=task.parallel)
         early = EarlyStopping.parse(self.spec.early_stopping)
         self.pruning = early is not None
-        pruner = early.make_pruner(self.spec.max_steps) if early else optuna.pruners.NopPruner()
+        pruner = early.make_pruner(self.spec.max_steps, self.spec.cv_folds) if early else optuna.pruners.NopPruner()
         self.study = optuna.load_study(study_name=task.job_id, storage=self.storage, sampler=sampler,
                                        pruner=pruner)
         self.estimator = build_estimator(self.spec, self.ws, self.tracker)
@@ -172,10 +144,52 @@ class _JobContext:
                 self.ws.close()
 
 
+class _LocalPruning:
+    """Optuna's percentile/median rule, decided against an in-memory copy of the study's finished trials.
+
+    ``trial.should_prune()`` on the database storage reads the study back on
+    every call (milliseconds, at every report of every trial). The median rule
+    only reads the completed trials and the trial's own values, so the copy is
+    taken when the trial starts and refreshed every :attr:`REFRESH_S` seconds
+    (trials that other workers finish meanwhile count from then on); the
+    values are still written to the study as they come. Hyperband and
+    successive halving record their rungs in the study, so they ask it.
+    """
+
+    REFRESH_S = 5.0
+
+    def __init__(self, study: optuna.study.Study, pruner: optuna.pruners.BasePruner) -> None:
+        self.study = study
+        self.pruner = pruner
+        self.values: dict[int, float] = {}
+        self._mirror: optuna.study.Study | None = None
+        self._taken = 0.0
+
+    def _copy(self) -> optuna.study.Study:
+        import optuna
+
+        if self._mirror is None or time.monotonic() - self._taken > self.REFRESH_S:
+            mirror = optuna.create_study(direction=self.study.direction, study_name=self.study.study_name,
+                                         sampler=optuna.samplers.RandomSampler(), pruner=self.pruner)
+            mirror.add_trials(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            self._mirror, self._taken = mirror, time.monotonic()
+        return self._mirror
+
+    def should_prune(self, step: int, value: float) -> bool:
+        """Whether the trial, having reported ``value`` at ``step``, should stop."""
+        import optuna
+
+        self.values[step] = value
+        frozen = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=self.values)
+        return bool(self.pruner.prune(self._copy(), frozen))
+
+
 class _Reporter:
     """The estimator's per-iteration callback: report the objective to Optuna, prune when told."""
 
     def __init__(self, ctx: _JobContext, trial: optuna.trial.Trial, run_name: str) -> None:
+        import optuna
+
         self.ctx = ctx
         self.trial = trial
         self.run_name = run_name
@@ -184,6 +198,9 @@ class _Reporter:
         self.run: Run | None = None
         self.pruned_step: int | None = None
         self.last_value: float | None = None
+        pruner = ctx.study.pruner
+        self.local = _LocalPruning(ctx.study, pruner) if isinstance(
+            pruner, optuna.pruners.PercentilePruner) and ctx.pruning else None
 
     def find_run(self) -> Run | None:
         if self.run is None:
@@ -202,7 +219,7 @@ class _Reporter:
             return
         self.last_value = float(value)
         self.trial.report(self.last_value, step)
-        if self.trial.should_prune():
+        if self.local.should_prune(step, self.last_value) if self.local is not None else self.trial.should_prune():
             self.pruned_step = step
             if self.run is not None:
                 self.run.set_tags({"tuning.state": "PRUNED", "tuning.pruned_step": step})
@@ -277,24 +294,24 @@ class TrialRunner:
         import optuna
 
         spec = ctx.spec
-        params = ctx.space.suggest(trial)
-        trial.set_user_attr(PARAMS_ATTR, params)
+        params = ctx.space.suggest(trial)  # Optuna stores them; jobs.trial_info decodes them back
         run_name = f"{spec.job_id[:190]}-{trial.number:03d}"
         reporter = _Reporter(ctx, trial, run_name)
         est = ctx.estimator.clone(hyperparameters=params)
-        if ctx.pruning:
-            keep_spare_process(ctx.estimator)
         attrs: dict[str, Any] = {}
         state = optuna.trial.TrialState.FAIL
         value: float | None = None
         message: str | None = None
+        tags = {"tuning.job": spec.job_id, "tuning.trial": trial.number}
         try:
-            result = est.fit(
-                ctx.train, ctx.validation, run_name=run_name, parent_run_id=spec.parent_run_id,
-                tags={"tuning.job": spec.job_id, "tuning.trial": trial.number},
-                on_log=lambda line: log.debug("%s", line),
-                on_metric=reporter,
-            )
+            result: TrainingResult | CrossValidationResult
+            if spec.cv_folds:
+                result = est.cross_validate(ctx.train, spec.cv_folds, run_name=run_name,
+                                            parent_run_id=spec.parent_run_id, tags=tags,
+                                            on_log=lambda line: log.debug("%s", line), on_metric=reporter)
+            else:
+                result = est.fit(ctx.train, ctx.validation, run_name=run_name, parent_run_id=spec.parent_run_id,
+                                 tags=tags, on_log=lambda line: log.debug("%s", line), on_metric=reporter)
         except optuna.TrialPruned as e:
             state = optuna.trial.TrialState.PRUNED
             message = str(e)
@@ -323,8 +340,8 @@ class TrialRunner:
         attrs[DURATION_ATTR] = round(duration, 3)
         if message:
             attrs[MESSAGE_ATTR] = message
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        # one attribute, one database write (each is a transaction of its own)
+        trial.set_user_attr(TRIAL_ATTR, {k.removeprefix("loopml."): v for k, v in attrs.items() if v is not None})
         if state == optuna.trial.TrialState.COMPLETE:
             ctx.study.tell(trial, value)
         else:

@@ -31,6 +31,7 @@ STATUS_ATTR = "loopml.status"
 REASON_ATTR = "loopml.stopped_reason"
 ERROR_ATTR = "loopml.error"
 MODEL_ATTR = "loopml.model_version"
+MODEL_RUN_ATTR = "loopml.model_run_id"
 UPDATED_ATTR = "loopml.updated_at"
 # trial user attributes
 PARAMS_ATTR = "loopml.params"
@@ -40,6 +41,9 @@ PRUNED_STEP_ATTR = "loopml.pruned_step"
 INTERRUPTED_ATTR = "loopml.interrupted"
 WARM_ATTR = "loopml.warm_start_from"
 DURATION_ATTR = "loopml.duration_s"
+#: a finished trial's run_id, duration_s, message and pruned_step in one attribute (one write);
+#: the separate attributes above are read too (warm start, interrupted trials, older jobs)
+TRIAL_ATTR = "loopml.trial"
 
 #: job statuses (SageMaker's HyperParameterTuningJobStatus)
 IN_PROGRESS = "InProgress"
@@ -82,6 +86,8 @@ class JobSpec:
     register_as: str | None = None
     created_at: float = 0.0
     warm_start: dict[str, Any] | None = None
+    cv_folds: int | None = None
+    refit: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -173,6 +179,10 @@ class TuningResult:
         Why the job ended before max_trials (completion criteria), if it did.
     model_version
         ``name:version`` of the registered best model, when ``register_as`` was given.
+    model_run_id
+        The run holding the best model: the best trial's run, or for a
+        cross-validated job the run that trained the best configuration on all
+        the data when the job completed.
     """
 
     job_id: str
@@ -190,6 +200,7 @@ class TuningResult:
     model_version: str | None = None
     duration_s: float | None = None
     spec: JobSpec | None = field(default=None, repr=False)
+    model_run_id: str | None = None
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -240,6 +251,7 @@ class TuningResult:
             "best_trial": self.best_trial.to_dict() if self.best_trial else None,
             "best_value": self.best_value, "best_params": self.best_params, "best_run_id": self.best_run_id,
             "stopped_reason": self.stopped_reason, "error": self.error, "model_version": self.model_version,
+            "model_run_id": self.model_run_id, "cv_folds": self.spec.cv_folds if self.spec else None,
             "duration_s": self.duration_s, "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -254,7 +266,10 @@ def _num(v: Any) -> float | None:
 
 def trial_info(t: optuna.trial.FrozenTrial, space: Any = None) -> TrialInfo:
     """A :class:`TrialInfo` from an Optuna trial (``space`` decodes params stored by Optuna)."""
-    attrs = t.user_attrs
+    attrs = dict(t.user_attrs)
+    packed = attrs.get(TRIAL_ATTR)
+    if isinstance(packed, Mapping):
+        attrs.update({f"loopml.{k}": v for k, v in packed.items()})
     params = attrs.get(PARAMS_ATTR)
     if params is None:
         params = space.decode(t.params) if space is not None else dict(t.params)
@@ -301,6 +316,7 @@ def result_of(study: optuna.study.Study) -> TuningResult:
         best_trial=best_of(trials, spec.direction), stopped_reason=attrs.get(REASON_ATTR),
         error=attrs.get(ERROR_ATTR), model_version=attrs.get(MODEL_ATTR),
         duration_s=max(0.0, end - spec.created_at) if spec.created_at else None, spec=spec,
+        model_run_id=attrs.get(MODEL_RUN_ATTR),
     )
 
 

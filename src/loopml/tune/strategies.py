@@ -67,7 +67,8 @@ class EarlyStopping:
     n_startup_trials
         ``median``: trials that finish before any is pruned.
     warmup_fraction
-        ``median``: no pruning before this fraction of the iterations.
+        ``median``: no pruning before this fraction of the iterations (of the
+        first fold's, with cross-validation).
     min_resource
         ``hyperband`` / ``successive-halving``: iterations every trial gets
         (default: about 1/27 of the maximum).
@@ -125,15 +126,22 @@ class EarlyStopping:
         """The JSON form stored with the job."""
         return asdict(self)
 
-    def make_pruner(self, max_steps: int | None) -> optuna.pruners.BasePruner:
-        """The Optuna pruner; ``max_steps`` is the most iterations a trial runs (if known)."""
+    def make_pruner(self, max_steps: int | None, folds: int | None = None) -> optuna.pruners.BasePruner:
+        """The Optuna pruner.
+
+        ``max_steps`` is the most iterations a trial runs (if known); with
+        ``folds`` (cross-validation) they are the folds' iterations one after
+        another, and the median rule's warm-up is a fraction of one fold's.
+        """
         import optuna
 
         top = self.max_resource or max_steps
         if self.pruner == "median":
-            warmup = int(self.warmup_fraction * top) if top else 0
+            warmup = int(self.warmup_fraction * top / (folds or 1)) if top else 0
             return optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=warmup)
-        min_resource = self.min_resource or (max(1, top // (self.reduction_factor ** 3)) if top else 1)
+        # about 1/27 of the maximum, rounded up so that no rung falls just before the end (a trial
+        # stopped there has done nearly all its work)
+        min_resource = self.min_resource or (max(1, -(-top // (self.reduction_factor ** 3))) if top else 1)
         if self.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=top or "auto",
                                                   reduction_factor=self.reduction_factor)

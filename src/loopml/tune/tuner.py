@@ -30,6 +30,7 @@ from loopml.tune.jobs import (
     INTERRUPTED_ATTR,
     MESSAGE_ATTR,
     MODEL_ATTR,
+    MODEL_RUN_ATTR,
     REASON_ATTR,
     SPEC_ATTR,
     STATUS_ATTR,
@@ -102,9 +103,9 @@ def _check_objective(objective: str, algorithm: Any, problem_type: str | None) -
 
 def _direction(direction: str | None, objective: str) -> str:
     if direction is None:
-        from loopml.train._metrics import LOWER_IS_BETTER
+        from loopml.train import metric_direction
 
-        return "minimize" if objective.partition(":")[2] in LOWER_IS_BETTER else "maximize"
+        return metric_direction(objective)
     d = str(direction).strip().lower()
     if d not in DIRECTIONS:
         raise InvalidInput(f"direction {direction!r} must be maximize or minimize")
@@ -193,6 +194,15 @@ class HyperparameterTuner:
     validation_fraction
         Without validation data, this fraction of the training data is held out
         (stratified for classification) for a ``validation:`` objective.
+    cv_folds
+        Measure each trial by k-fold cross-validation of the training data
+        instead (:meth:`~loopml.train.Estimator.cross_validate`; no
+        validation data): the objective is the mean over the folds, and early
+        stopping prunes on each iteration's value averaged over the folds.
+    refit
+        With ``cv_folds``, train the best configuration on all the training
+        data when the job completes (the job's model, and what ``register_as``
+        registers); trials keep no models.
 
     Examples
     --------
@@ -228,6 +238,8 @@ class HyperparameterTuner:
         seed: int = 0,
         register_as: str | None = None,
         validation_fraction: float = 0.2,
+        cv_folds: int | None = None,
+        refit: bool = True,
     ) -> None:
         from loopml.train import Estimator
 
@@ -237,6 +249,12 @@ class HyperparameterTuner:
         self.estimator = estimator
         self.objective = _check_objective(objective, algo, estimator.problem_type)
         self.direction = _direction(direction, self.objective)
+        if cv_folds is not None:
+            if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
+                raise InvalidInput(f"cv_folds must be an integer >= 2, got {cv_folds!r}")
+            if not self.objective.startswith("validation:"):
+                raise InvalidInput(f"with cv_folds the objective is measured on the held-out folds: use "
+                                   f"validation:{self.objective.partition(':')[2]}, not {self.objective}")
         self.strategy = check_strategy(strategy)
         early = EarlyStopping.parse(early_stopping)
         resource = next((p for p in RESOURCE_PARAMS if any(h.name == p for h in algo.hyperparameters)), None)
@@ -267,6 +285,8 @@ class HyperparameterTuner:
                 max_steps = int(space.fixed.get(resource, estimator.hyperparameters.get(resource)) or 0) or None
                 if exclude and resource not in space.fixed and max_steps:
                     space = SearchSpace(space.ranges, {**space.fixed, resource: max_steps})
+        if max_steps and cv_folds:  # the folds train one after another, their iterations on one scale
+            max_steps *= cv_folds
         if early is not None:
             self._check_per_iteration(algo, estimator.problem_type)
             if early.max_resource is None and max_steps and early.pruner != "median":
@@ -307,6 +327,8 @@ class HyperparameterTuner:
         if not 0 < validation_fraction < 1:
             raise InvalidInput(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
         self.validation_fraction = float(validation_fraction)
+        self.cv_folds = cv_folds
+        self.refit = bool(refit)
         self._resume_id: str | None = None
 
     def _check_per_iteration(self, algo: Any, problem_type: str | None) -> None:
@@ -371,7 +393,8 @@ class HyperparameterTuner:
                         strategy=spec.strategy, max_trials=max_trials or spec.max_trials,
                         max_parallel=max_parallel, early_stopping=early,
                         completion=spec.completion, name=job_id, executor=executor,
-                        ray_address=ray_address, seed=spec.sampler_seed, register_as=spec.register_as)
+                        ray_address=ray_address, seed=spec.sampler_seed, register_as=spec.register_as,
+                        cv_folds=spec.cv_folds, refit=spec.refit)
         finally:
             if own:
                 w.close()
@@ -393,7 +416,8 @@ class HyperparameterTuner:
         train, validation
             ``NAME[:VER]`` of a dataset, a DatasetVersionInfo or a DataFrame (not
             given when resuming). Without validation data, ``validation_fraction``
-            of ``train`` is held out.
+            of ``train`` is held out; with ``cv_folds``, each trial
+            cross-validates ``train`` (no validation data then).
         on_trial
             Called as ``on_trial(trial, done, total)`` after each trial.
 
@@ -502,7 +526,7 @@ class HyperparameterTuner:
         est = self.estimator
         if est.problem_type is not None:
             return est.problem_type
-        from loopml.train._prepare import infer_problem_type
+        from loopml.train import infer_problem_type
 
         y = None
         target = est.target
@@ -556,7 +580,10 @@ class HyperparameterTuner:
             for pid in self.warm_start.jobs:
                 parents.append(result_of(load_study(storage, pid)))
         lineage = []
-        if validation is None and self.objective.startswith("validation:"):
+        if self.cv_folds is not None and validation is not None:
+            raise InvalidInput(f"with cv_folds={self.cv_folds} each trial holds out folds of the training data; "
+                               "give no validation data")
+        if validation is None and self.objective.startswith("validation:") and self.cv_folds is None:
             source = train
             train, validation = self._split(ws, train)
             if isinstance(source, str):
@@ -590,6 +617,8 @@ class HyperparameterTuner:
                 "early_stopping": self.early_stopping.pruner if self.early_stopping else "off",
                 "search_space": ", ".join(f"{r.name}={r.describe()}" for r in space.ranges)[:6000],
             }
+            if self.cv_folds is not None:
+                params["cv_folds"] = self.cv_folds
             params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
             if self.warm_start is not None:
                 params["warm_start"] = f"{self.warm_start.type}:{','.join(self.warm_start.jobs)}"
@@ -608,6 +637,7 @@ class HyperparameterTuner:
                 parent_run_id=parent.id, sampler_seed=self.seed, max_steps=self.max_steps,
                 report_every=report_interval(self.max_steps), register_as=self.register_as,
                 created_at=time.time(), warm_start=self.warm_start.to_dict() if self.warm_start else None,
+                cv_folds=self.cv_folds, refit=self.refit,
             )
             study = optuna.create_study(storage=storage, study_name=job_id, direction=(
                 "maximize" if self.direction == "maximize" else "minimize"),
@@ -705,6 +735,7 @@ class HyperparameterTuner:
         error: str | None = None
         in_flight: set[Future[TrialInfo]] = set()
         status = COMPLETED
+        refit_run: str | None = None
         log.info("tuning job %s: %s on %s, %d trial(s) to run, %d at once", spec.job_id, spec.strategy,
                  spec.objective, max(remaining, 0), executor.max_workers)
         try:
@@ -749,6 +780,11 @@ class HyperparameterTuner:
                         on_trial(info, done, spec.max_trials)
                     if reason is None:
                         reason = self.completion.check(values, spec.direction, time.monotonic() - started)
+            if error is None and spec.cv_folds and spec.refit:
+                # while this process's training process is still warm
+                ctx = runner.context(task) if runner is not None else None
+                refit_run = self._refit(ws, tracker, study, spec, data, ctx.estimator if ctx else None,
+                                        ctx.train if ctx else None)
         except BaseException as e:  # Ctrl-C or a bug: the job is stopped, resumable
             for fut in in_flight:
                 fut.cancel()
@@ -765,7 +801,7 @@ class HyperparameterTuner:
             raise TuningError(f"tuning job {spec.job_id} failed: {error}", job_id=spec.job_id)
         if reason is not None:
             log.info("tuning job %s stops early: %s", spec.job_id, reason)
-        return self._finish(ws, study, spec, parent, COMPLETED, reason, None)
+        return self._finish(ws, study, spec, parent, COMPLETED, reason, None, refit_run=refit_run)
 
     def _record_trial(self, parent: Run, info: TrialInfo, best: float | None, spec: JobSpec) -> None:
         if info.value is not None:
@@ -775,9 +811,37 @@ class HyperparameterTuner:
         shown = f"{spec.objective}={info.value:.6g}" if info.value is not None else (info.message or "")
         log.info("trial %d %s %s (%.1f s)", info.number, info.state, shown, info.duration_s or 0.0)
 
+    def _refit(
+        self, ws: Workspace, tracker: Tracker, study: optuna.study.Study, spec: JobSpec, data: tuple[Any, Any] | None,
+        warm: Estimator | None, train: Any,
+    ) -> str | None:
+        """Train the best configuration on all the training data (cross-validated jobs); its run id."""
+        from loopml.tune._trial import build_estimator, read_table
+
+        best = result_of(study).best_trial
+        if best is None:
+            return None
+        if train is None:
+            train = data[0] if data is not None else read_table(ws, spec.train)
+        base = warm if warm is not None else build_estimator(spec, ws, tracker, reuse_process=False)
+        est = base.clone(hyperparameters=best.params)
+        try:
+            result = est.fit(train, run_name=f"{spec.job_id[:190]}-best", parent_run_id=spec.parent_run_id,
+                             tags={"tuning.job": spec.job_id, "tuning.refit_of_trial": best.number},
+                             on_log=lambda line: log.debug("%s", line))
+        except LoopmlError as e:  # the job's result stands; only its model is missing
+            log.error("tuning job %s: training the best configuration on all the data failed: %s", spec.job_id, e)
+            return None
+        finally:
+            if warm is None:
+                est.close()
+        log.info("tuning job %s: trained the best configuration (trial %d) on all the data: run %s",
+                 spec.job_id, best.number, result.run_id)
+        return result.run_id
+
     def _finish(
         self, ws: Workspace, study: optuna.study.Study, spec: JobSpec, parent: Run, status: str,
-        reason: str | None, error: str | None,
+        reason: str | None, error: str | None, *, refit_run: str | None = None,
     ) -> TuningResult:
         result = result_of(study)
         result.status = status
@@ -794,10 +858,15 @@ class HyperparameterTuner:
             tags["tuning.stopped_reason"] = reason
         parent.log_metrics({"trials_completed": counts.get("COMPLETE", 0), "trials_pruned": counts.get("PRUNED", 0),
                             "trials_failed": counts.get("FAIL", 0)})
-        if status == COMPLETED and best is not None and spec.register_as and best.run_id:
+        model_run = refit_run if spec.cv_folds else (best.run_id if best is not None else None)
+        if model_run is not None:
+            result.model_run_id = model_run
+            study.set_user_attr(MODEL_RUN_ATTR, model_run)
+            tags["tuning.model_run_id"] = model_run
+        if status == COMPLETED and best is not None and spec.register_as and model_run:
             from loopml.registry import register_model
 
-            mv = register_model(ws, best.run_id, spec.register_as,
+            mv = register_model(ws, model_run, spec.register_as,
                                 description=f"best trial {best.number} of tuning job {spec.job_id} "
                                             f"({spec.objective}={best.value:.6g})")
             result.model_version = mv.ref
