@@ -31,6 +31,14 @@ round, pruned on the mean: no runs, no job processes, no stored study);
 ``--peer`` re-runs the peer's own script here (it validates once per fold, and
 its "prune" variant reports per fold).
 
+Each loopml line reports the wall time, the CPU seconds of the job (the
+coordinating process and its training process) and ``rounds_share``: the
+boosting rounds trained as a share of what the trials would have trained
+without pruning. On a machine shared with other work, wall time swings with
+the load; with ``--threads 1`` (no OpenMP threads spinning for a core) the
+CPU seconds measure the work itself, so pruning's saving reads the same at any
+load.
+
 Targets (issue 5): bayesian at least matches bare TPE's best (PEERS.md:
 0.7421); pruning cuts the wall time by at least 40% at a best AUC within 0.003
 of no pruning. ``--overhead``: loopml's per-trial overhead over bare Optuna on
@@ -41,7 +49,6 @@ processes (single-threaded trials, random search; target >= 1.7x on 2 cores).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -103,9 +110,10 @@ def run_loopml(variant: str, trials: int, df: Any, cats: list[str], holdout: boo
         tuner = HyperparameterTuner(est, "validation:auc", ranges=SPACE, strategy=strategy, max_trials=trials,
                                     early_stopping=early, seed=0, cv_folds=None if holdout else FOLDS)
         marks: list[float] = []
-        t0, c0 = time.perf_counter(), _cpu_s()
-        result = tuner.fit(*_holdout(df), on_trial=lambda *a: marks.append(_cpu_s())) if holdout else tuner.fit(
-            df, on_trial=lambda *a: marks.append(_cpu_s()))
+        cpu = _CPU()
+        t0 = time.perf_counter()
+        result = tuner.fit(*_holdout(df), on_trial=lambda *a: marks.append(cpu.used())) if holdout else tuner.fit(
+            df, on_trial=lambda *a: marks.append(cpu.used()))
         wall = time.perf_counter() - t0
         counts = result.counts()
         work = [t.pruned_step / tuner.max_steps if t.pruned_step and tuner.max_steps else 1.0 for t in result.trials]
@@ -113,7 +121,7 @@ def run_loopml(variant: str, trials: int, df: Any, cats: list[str], holdout: boo
         return {"bench": "tune", "tool": "loopml", "variant": variant, "trials": trials, "threads": THREADS,
                 "objective": "holdout AUC" if holdout else f"{FOLDS}-fold CV AUC",
                 "best_auc": round(float(result.best_value or 0.0), 4), "wall_s": round(wall, 1),
-                "cpu_s": round(marks[-1] - c0, 1) if marks else None,
+                "cpu_s": round(marks[-1], 1) if marks else None,
                 "pruned": counts.get("PRUNED", 0), "failed": counts.get("FAIL", 0),
                 "rounds_share": round(sum(work) / max(len(work), 1), 3),
                 "mean_trial_s": round(sum(per_trial) / max(len(per_trial), 1), 2)}
@@ -178,9 +186,9 @@ def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool
     elif variant == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=-(-ROUNDS // 27), max_resource=ROUNDS)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    t0, c0 = time.perf_counter(), _cpu_s()
+    t0, c0 = time.perf_counter(), time.process_time()
     study.optimize(objective, n_trials=trials)
-    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
     return {"bench": "tune", "tool": f"optuna-{optuna.__version__}-floor", "variant": variant, "trials": trials,
             "best_auc": round(study.best_value, 4), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
@@ -203,16 +211,31 @@ def run_peer(gen_path: Path, variant: str) -> dict[str, Any]:
     return res
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and its live children (the warm training processes)."""
-    import psutil
+class _CPU:
+    """CPU seconds of this process and of the child processes it starts from now on (its training jobs)."""
 
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):  # it ended meanwhile
-            total += sum(child.cpu_times()[:2])
-    return total
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.base = {c.pid: self._of(c) for c in self.me.children(recursive=True)}
+        self.start = self._of(self.me) + sum(self.base.values())
+
+    @staticmethod
+    def _of(p: Any) -> float:
+        import psutil
+
+        try:
+            return float(sum(p.cpu_times()[:2]))
+        except psutil.Error:  # it ended meanwhile
+            return 0.0
+
+    def used(self) -> float:
+        """Seconds since this object was made (children that ended since are lost: read while they live)."""
+        total = self._of(self.me)
+        for c in self.me.children(recursive=True):
+            total += self._of(c) if c.pid not in self.base else max(0.0, self._of(c) - self.base[c.pid])
+        return total - (self.start - sum(self.base.values()))
 
 
 def run_overhead(trials: int) -> dict[str, Any]:
@@ -266,9 +289,11 @@ def run_overhead(trials: int) -> dict[str, Any]:
         try:
             est = Estimator("xgboost", {"num_round": 1, "nthread": 1}, target="y", ws=ws, problem_type="binary")
             marks: list[tuple[float, float]] = []
+            meter = _CPU()
 
-            def on_trial(info: Any, done: int, total: int, m: list[tuple[float, float]] = marks) -> None:
-                m.append((time.perf_counter(), _cpu_s()))
+            def on_trial(info: Any, done: int, total: int, m: list[tuple[float, float]] = marks,
+                         meter: _CPU = meter) -> None:
+                m.append((time.perf_counter(), meter.used()))
 
             tuner = HyperparameterTuner(est, "validation:auc", ranges={"max_depth": (1, 6)}, strategy="random",
                                         max_trials=trials + 1, cv_folds=3 if label == "cv3" else None, refit=False)
@@ -288,7 +313,12 @@ def run_overhead(trials: int) -> dict[str, Any]:
 
 
 def run_speedup(trials: int, df: Any, cats: list[str]) -> dict[str, Any]:
-    """Random search with single-threaded trials: 1 worker, then 2 local worker processes."""
+    """Single-threaded trials on 1 worker, then on 2 local worker processes.
+
+    Both run the same configurations (a grid of ``trials`` points over
+    max_depth and eta; a random or Bayesian search would draw other points, of
+    other cost, in each worker).
+    """
     import loopml
     from loopml.prep import Recipe
     from loopml.train import Estimator
@@ -301,8 +331,9 @@ def run_speedup(trials: int, df: Any, cats: list[str]) -> dict[str, Any]:
             recipe = Recipe.from_dict({"steps": [{"kind": "one_hot", "columns": cats}]})
             est = Estimator("xgboost", {"num_round": ROUNDS, "nthread": 1, "tree_method": "hist"}, target="churn",
                             recipe=recipe, ws=ws, problem_type="binary")
-            tuner = HyperparameterTuner(est, ranges=SPACE, strategy="random", max_trials=trials,
-                                        max_parallel=parallel, seed=0, cv_folds=FOLDS)
+            depths = list(range(2, 2 + max(1, trials // 2)))
+            tuner = HyperparameterTuner(est, ranges={"max_depth": depths, "eta": [0.05, 0.2][: max(1, min(2, trials))]},
+                                        strategy="grid", max_parallel=parallel, seed=0, cv_folds=FOLDS, refit=False)
             t0 = time.perf_counter()
             tuner.fit(df)
             out[f"wall_s_{parallel}"] = round(time.perf_counter() - t0, 1)
@@ -313,6 +344,7 @@ def run_speedup(trials: int, df: Any, cats: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
+    global THREADS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=None, help="trials per run (default 40; --overhead 100; "
                                                               "--speedup 8)")
@@ -329,7 +361,6 @@ def main() -> None:
     ap.add_argument("--src", help="import loopml from this src folder")
     ap.add_argument("--json", action="store_true", help="print one JSON line per result only")
     args = ap.parse_args()
-    global THREADS
     THREADS = args.threads
     _common.use_src(args.src)
     logging.basicConfig(level=logging.WARNING)
