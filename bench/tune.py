@@ -70,6 +70,7 @@ PEERS = {  # shared/bench/PEERS.md: Optuna 5.0.0, 40 trials, 3-fold CV AUC, 2 co
 ROUNDS = 200
 FOLDS = 3
 THREADS = 2  # --threads: the peer's n_jobs=2
+SEED = 0  # --seed: of the samplers (the folds stay the peer's)
 SPACE = {"eta": (0.01, 0.3, "log"), "max_depth": (2, 10), "min_child_weight": (0.5, 20.0, "log"),
          "subsample": (0.5, 1.0, "linear"), "colsample_bytree": (0.5, 1.0, "linear")}
 VARIANTS = ("random", "bayesian", "bayesian-prune", "hyperband")
@@ -108,7 +109,7 @@ def run_loopml(variant: str, trials: int, df: Any, cats: list[str], holdout: boo
         strategy = {"random": "random", "hyperband": "hyperband"}.get(variant, "bayesian")
         early: Any = "median" if variant == "bayesian-prune" else False
         tuner = HyperparameterTuner(est, "validation:auc", ranges=SPACE, strategy=strategy, max_trials=trials,
-                                    early_stopping=early, seed=0, cv_folds=None if holdout else FOLDS)
+                                    early_stopping=early, seed=SEED, cv_folds=None if holdout else FOLDS)
         marks: list[float] = []
         cpu = _CPU()
         t0 = time.perf_counter()
@@ -118,7 +119,7 @@ def run_loopml(variant: str, trials: int, df: Any, cats: list[str], holdout: boo
         counts = result.counts()
         work = [t.pruned_step / tuner.max_steps if t.pruned_step and tuner.max_steps else 1.0 for t in result.trials]
         per_trial = [t.duration_s for t in result.trials if t.duration_s is not None]
-        return {"bench": "tune", "tool": "loopml", "variant": variant, "trials": trials, "threads": THREADS,
+        return {"bench": "tune", "tool": "loopml", "variant": variant, "trials": trials, "threads": THREADS, "seed": SEED,
                 "objective": "holdout AUC" if holdout else f"{FOLDS}-fold CV AUC",
                 "best_auc": round(float(result.best_value or 0.0), 4), "wall_s": round(wall, 1),
                 "cpu_s": round(marks[-1], 1) if marks else None,
@@ -178,8 +179,8 @@ def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool
                     raise optuna.TrialPruned()
         return mean
 
-    sampler = optuna.samplers.RandomSampler(seed=0) if variant == "random" else optuna.samplers.TPESampler(
-        seed=0, multivariate=True)
+    sampler = optuna.samplers.RandomSampler(seed=SEED) if variant == "random" else optuna.samplers.TPESampler(
+        seed=SEED, multivariate=True)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if variant == "bayesian-prune":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ROUNDS // 10)
@@ -344,7 +345,7 @@ def run_speedup(trials: int, df: Any, cats: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    global THREADS
+    global THREADS, SEED
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=None, help="trials per run (default 40; --overhead 100; "
                                                               "--speedup 8)")
@@ -352,6 +353,7 @@ def main() -> None:
     ap.add_argument("--floor", action="store_true", help="also run bare Optuna on the same objective")
     ap.add_argument("--peer", action="store_true", help="also re-run the peer's 3-fold script here")
     ap.add_argument("--holdout", action="store_true", help="one held-out third instead of 3-fold CV")
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of the samplers (default 0, as the peer)")
     ap.add_argument("--threads", type=int, default=THREADS,
                     help="XGBoost threads per trial (1: CPU seconds measure the work even on a busy machine)")
     ap.add_argument("--overhead", action="store_true", help="instead: per-trial overhead on a trivial objective")
@@ -361,7 +363,7 @@ def main() -> None:
     ap.add_argument("--src", help="import loopml from this src folder")
     ap.add_argument("--json", action="store_true", help="print one JSON line per result only")
     args = ap.parse_args()
-    THREADS = args.threads
+    THREADS, SEED = args.threads, args.seed
     _common.use_src(args.src)
     logging.basicConfig(level=logging.WARNING)
     load = f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
