@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import re
 import uuid
@@ -72,3 +73,28 @@ def parse_versioned_ref(ref: str, what: str) -> tuple[str, int | None]:
     if not ver.isdigit() or int(ver) < 1:
         raise InvalidInput(f"{what} version in {ref!r} must be a positive number or 'latest'")
     return name, int(ver)
+
+
+def actor(by: str | None) -> str:
+    """Who made a change: ``by`` checked (1-200 characters), else the login name, else ``unknown``."""
+    from loopml.errors import InvalidInput
+
+    if by is not None:
+        if not isinstance(by, str) or not by.strip() or len(by) > 200:
+            raise InvalidInput(f"by={by!r} must be a name of 1 to 200 characters")
+        return by.strip()
+    try:
+        return getpass.getuser()[:200] or "unknown"
+    except Exception:  # no passwd entry, no USER variable (containers)
+        return "unknown"
+
+
+def clean_reason(reason: str | None) -> str | None:
+    """A change's reason on one line (at most 4,000 characters), or None."""
+    from loopml.errors import InvalidInput
+
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput(f"reason must be text, got {type(reason).__name__}")
+    return " ".join(reason.split())[:4000] or None

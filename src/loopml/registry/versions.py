@@ -23,24 +23,21 @@ Lineage: ``run --registered_as--> model_version`` (and
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import math
 import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml._util import as_utc, new_id, utcnow
+from loopml._util import actor, as_utc, clean_reason, new_id, utcnow
 from loopml.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopml.registry.models import (
     ModelAlias,
@@ -51,6 +48,7 @@ from loopml.registry.models import (
 )
 from loopml.store.artifacts import check_hash
 from loopml.store.lineage import EntityRef
+from loopml.store.metadata import retry_on_conflict
 
 if TYPE_CHECKING:
     from loopml.track import RunInfo
@@ -242,23 +240,6 @@ class ModelInfo:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _who(by: str | None) -> str:
-    if by is not None:
-        if not isinstance(by, str) or not by.strip() or len(by) > 200:
-            raise InvalidInput(f"by={by!r} must be a name of 1 to 200 characters")
-        return by.strip()
-    try:
-        return getpass.getuser()[:200] or "unknown"
-    except Exception:  # no passwd entry, no USER variable (containers)
-        return "unknown"
-
-
-def _reason(reason: str | None) -> str | None:
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput(f"reason must be text, got {type(reason).__name__}")
-    return " ".join(reason.split())[:4000] or None
 
 
 def _jsonable(value: Any) -> Any:
@@ -283,17 +264,6 @@ def _versions_text(numbers: list[int]) -> str:
         return ", ".join(str(n) for n in numbers)
     return f"1 to {numbers[-1]} ({len(numbers)} versions)"
 
-
-def _retrying(fn: Callable[[], _T], attempts: int = 5) -> _T:
-    """Run a write transaction again when a concurrent writer took the same name or number first."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except sa_exc.IntegrityError:
-            if i == attempts - 1:
-                raise Conflict("another process changed this model at the same time; try again") from None
-            time.sleep(0.01 * (i + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -535,7 +505,7 @@ def register_model(
     check_model_name(name)
     if approval not in APPROVAL_STATUSES:
         raise InvalidInput(f"approval {approval!r} is not a status; use one of {', '.join(APPROVAL_STATUSES)}")
-    who = _who(by)
+    who = actor(by)
     text = " ".join((description or "").split())
     if len(text) > 2000:
         raise InvalidInput(f"the description has {len(text)} characters; at most 2000")
@@ -597,7 +567,7 @@ def register_model(
             s.flush()
             return _infos(s, g, [row])[0]
 
-    info = _retrying(write)
+    info = retry_on_conflict(write, "this model")
     log.info("registered %s (package %s, %s)", info.ref, sha[:12], approval)
     return info
 
@@ -647,7 +617,7 @@ def approve(ws: Workspace, ref: str, *, by: str | None = None, reason: str | Non
         The version was rejected (a rejected version stays rejected: register the run again).
     """
     _explicit(ref, "approve")
-    return _decide(ws, ref, APPROVED, _who(by), _reason(reason))
+    return _decide(ws, ref, APPROVED, actor(by), clean_reason(reason))
 
 
 def reject(ws: Workspace, ref: str, reason: str, *, by: str | None = None) -> ModelVersionInfo:
@@ -661,10 +631,10 @@ def reject(ws: Workspace, ref: str, reason: str, *, by: str | None = None) -> Mo
         The version is in production (move ``production`` to another version first).
     """
     _explicit(ref, "reject")
-    why = _reason(reason)
+    why = clean_reason(reason)
     if not why:
         raise InvalidInput("rejecting a model version needs a reason (--reason TEXT)")
-    return _decide(ws, ref, REJECTED, _who(by), why)
+    return _decide(ws, ref, REJECTED, actor(by), why)
 
 
 def _decide(ws: Workspace, ref: str, status: str, who: str, reason: str | None) -> ModelVersionInfo:
@@ -706,7 +676,7 @@ def _decide(ws: Workspace, ref: str, status: str, who: str, reason: str | None) 
             s.flush()
             return _infos(s, g, [row])[0]
 
-    info = _retrying(write)
+    info = retry_on_conflict(write, "this model")
     log.info("%s is %s", info.ref, info.approval_status)
     return info
 
@@ -729,7 +699,7 @@ def set_alias(
     """
     check_alias(alias)
     _explicit(ref, "alias")
-    who, why = _who(by), _reason(reason)
+    who, why = actor(by), clean_reason(reason)
 
     def write() -> ModelVersionInfo:
         with ws.meta.session(write=True) as s:
@@ -751,14 +721,14 @@ def set_alias(
             s.flush()
             return _infos(s, g, [row])[0]
 
-    return _retrying(write)
+    return retry_on_conflict(write, "this model")
 
 
 def remove_alias(ws: Workspace, name: str, alias: str, *, by: str | None = None) -> None:
     """Take ``alias`` off model ``name`` (recorded; nothing happens when it is not set)."""
     check_model_name(name)
     check_alias(alias)
-    who = _who(by)
+    who = actor(by)
 
     def write() -> None:
         with ws.meta.session(write=True) as s:
@@ -771,7 +741,7 @@ def remove_alias(ws: Workspace, name: str, alias: str, *, by: str | None = None)
             _move_alias(ws, s, g, alias, None, version.version, who, None, utcnow(),
                         entity=EntityRef(MODEL_VERSION_KIND, version.id))
 
-    _retrying(write)
+    retry_on_conflict(write, "this model")
 
 
 def _move_alias(

@@ -78,7 +78,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loopml._util import as_utc, new_id, utcnow
+from loopml._util import actor, as_utc, clean_reason, new_id, utcnow
 from loopml.errors import Conflict, InvalidInput, LoopmlError, NotFound
 from loopml.serve import endpoints as eps
 from loopml.serve.models import EndpointDeployment, EndpointRow
@@ -429,8 +429,8 @@ def start_deployment(
             raise InvalidInput(f"alarm {firing[0].name!r} is in ALARM now ({firing[0].state_reason}); a deployment "
                                "it watches would roll back at once: resolve it first or do not attach it")
     dep_id = new_id("dep")
-    who = eps._who(by)
-    why = eps._reason(reason)
+    who = actor(by)
+    why = clean_reason(reason)
     guardrails: list[str] = []
     for green in running:
         dims = {"endpoint": name, "variant": green}

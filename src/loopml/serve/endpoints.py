@@ -20,24 +20,22 @@ reloads what changed, so changes take effect without a restart.
 from __future__ import annotations
 
 import bisect
-import getpass
 import math
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml._util import as_utc, new_id, utcnow
+from loopml._util import actor, as_utc, clean_reason, new_id, utcnow
 from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.serve import _auth
 from loopml.serve.models import EndpointApiKey, EndpointChange, EndpointRow
 from loopml.store.lineage import EntityRef
+from loopml.store.metadata import retry_on_conflict
 
 if TYPE_CHECKING:
     from loopml.registry import ModelVersionInfo
@@ -409,35 +407,7 @@ def _check_range(what: str, value: Any, lo: float, hi: float, *, integer: bool =
     return int(value) if integer else float(value)
 
 
-def _who(by: str | None) -> str:
-    if by is not None:
-        if not isinstance(by, str) or not by.strip() or len(by) > 200:
-            raise InvalidInput(f"by={by!r} must be a name of 1 to 200 characters")
-        return by.strip()
-    try:
-        return getpass.getuser()[:200] or "unknown"
-    except Exception:  # no passwd entry, no USER variable (containers)
-        return "unknown"
 
-
-def _reason(reason: str | None) -> str | None:
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput(f"reason must be text, got {type(reason).__name__}")
-    return " ".join(reason.split())[:4000] or None
-
-
-def _retrying(fn: Callable[[], _T], attempts: int = 5) -> _T:
-    """Run a write again when a concurrent writer created the same endpoint first."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except sa_exc.IntegrityError:
-            if i == attempts - 1:
-                raise Conflict("another process changed this endpoint at the same time; try again") from None
-            time.sleep(0.01 * (i + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _resolve_model(ws: Workspace, ref: str, *, require_approved: bool, what: str) -> ModelVersionInfo:
@@ -725,8 +695,8 @@ def apply_config(
         (a deployment records its step there, so the two never disagree after a crash).
     """
     check_endpoint_name(name)
-    who = _who(by)
-    why = _reason(reason)
+    who = actor(by)
+    why = clean_reason(reason)
     new = config.to_dict()
     if status is not None and (not isinstance(status, str) or not status or len(status) > 30):
         raise InvalidInput(f"status {status!r} must be a word of at most 30 characters")
@@ -763,7 +733,7 @@ def apply_config(
                 s.flush()
             return _info(s, row)
 
-    return _retrying(write)
+    return retry_on_conflict(write, "this endpoint")
 
 
 def deploy(
@@ -961,8 +931,8 @@ def update_weights(
 
 def delete_endpoint(ws: Workspace, name: str, *, by: str | None = None, reason: str | None = None) -> None:
     """Delete an endpoint and its API keys; its history stays (see :func:`endpoint_history`)."""
-    who = _who(by)
-    why = _reason(reason)
+    who = actor(by)
+    why = clean_reason(reason)
     with ws.meta.session(write=True) as s:
         row = _row(s, name, lock=True)
         old = dict(row.config)
@@ -980,7 +950,7 @@ def create_api_key(ws: Workspace, name: str, *, description: str = "", by: str |
 
     The endpoint's version goes up, so running servers learn the key within a second.
     """
-    who = _who(by)
+    who = actor(by)
     text = " ".join((description or "").split())
     if len(text) > 500:
         raise InvalidInput(f"the description has {len(text)} characters; at most 500")
@@ -1009,7 +979,7 @@ def list_api_keys(ws: Workspace, name: str) -> list[ApiKeyInfo]:
 
 def revoke_api_key(ws: Workspace, name: str, key_id: str, *, by: str | None = None) -> None:
     """Revoke one API key of endpoint ``name`` (running servers refuse it within a second)."""
-    who = _who(by)
+    who = actor(by)
     with ws.meta.session(write=True) as s:
         row = _row(s, name, lock=True)
         key = s.get(EndpointApiKey, key_id)

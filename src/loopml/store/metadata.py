@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from loopml.errors import InvalidInput, SchemaVersionError, SourceError
+from loopml.errors import Conflict, InvalidInput, SchemaVersionError, SourceError
 from loopml.store.migrations import HEAD
 
 log = logging.getLogger(__name__)
@@ -154,4 +155,23 @@ class MetadataStore:
         self.engine.dispose()
 
 
-__all__ = ["MetadataStore"]
+_T = TypeVar("_T")
+
+
+def retry_on_conflict(fn: Callable[[], _T], what: str, attempts: int = 5) -> _T:
+    """Run a write transaction again when a concurrent writer took the same key first.
+
+    After ``attempts`` unique-key clashes, raise :class:`~loopml.errors.Conflict`
+    naming ``what`` (``"this model"``, ``"this endpoint"``).
+    """
+    for i in range(attempts):
+        try:
+            return fn()
+        except IntegrityError:
+            if i == attempts - 1:
+                raise Conflict(f"another process changed {what} at the same time; try again") from None
+            time.sleep(0.01 * (i + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["MetadataStore", "retry_on_conflict"]
