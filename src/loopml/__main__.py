@@ -1,5 +1,5 @@
 """``python -m loopml`` runs the command line."""
 
-from loopml.cli import main
+from loopml._entry import main
 
 main()

@@ -51,6 +51,19 @@ def test_train_json_and_quiet(project: Path, capsys: pytest.CaptureFixture[str])
     assert "train data" not in err
 
 
+def test_train_with_cross_validation(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "train", "--algo", "xgboost", "--data", "churn", "--target", "y",
+                         "--hp", "num_round=5", "--cv", "3", "--json", "--quiet")
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    assert 0.5 < metrics["validation:auc"] <= 1 and "train:auc" in metrics
+    code, _, err = run(capsys, "train", "--algo", "xgboost", "--data", "churn", "--target", "y",
+                       "--validation", "val", "--cv", "3")
+    assert code == 1 and "give no validation data" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", "--algo", "xgboost", "--data", "churn", "--target", "y", "--cv", "1")
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--algo", "xgbost", "--target", "y"], "unknown algorithm 'xgbost' (did you mean 'xgboost'?); known:"),
     (["--algo", "xgboost", "--target", "y", "--hp", "max_dept=3"], "unknown hyperparameter 'max_dept' for xgboost"),

@@ -209,11 +209,55 @@ def test_forecast_with_roles(pool: Estimator, mws: Workspace) -> None:
 
 
 def test_job_environment_passes_our_import_paths() -> None:
-    from loopml.train.estimator import _child_env
+    from loopml.train._worker import child_env
 
-    env = _child_env()
+    env = child_env()
     assert env["PYTHONUNBUFFERED"] == "1"
     assert str(Path(__file__).resolve().parents[2]) in env.get("PYTHONPATH", "").split(os.pathsep)
+
+
+def test_a_job_process_started_early_runs_the_fit(mws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`loopml train` starts the job before the CLI loads; the fit then uses that process."""
+    from loopml.train import _worker
+
+    monkeypatch.delenv("LOOPML_NO_PRESTART", raising=False)
+    for argv in (["--data", "d", "--help", "--algo", "xgboost"], ["--data", "d"], ["--algo"], ["-a", "--data"]):
+        _worker.prestart_from_argv(argv)
+        assert not _worker._PRESTARTED, argv
+    monkeypatch.setenv("LOOPML_NO_PRESTART", "1")
+    _worker.prestart_from_argv(["--algo", "xgboost"])
+    assert not _worker._PRESTARTED
+    monkeypatch.delenv("LOOPML_NO_PRESTART")
+
+    _worker.prestart_from_argv(["--data", "churn", "--algo=xgboost", "--target", "y"])
+    early = _worker._PRESTARTED["xgboost"]
+    result = Estimator("xgboost", {"num_round": 3}, target="y", ws=mws, experiment="tests").fit("churn")
+    assert result.metrics["train:auc"] > 0.5
+    assert not _worker._PRESTARTED
+    assert early.proc.wait(timeout=30) == 0  # it ran the job; an unused one would still wait for its spec
+    # an algorithm the early start does not know leaves the fit to start its own process
+    _worker.prestart("no_such_algo")
+    late = _worker.take_prestarted("no_such_algo")
+    assert late is not None
+    late.close()
+    assert late.proc.wait(timeout=30) != 0  # killed, or exits at the end of its empty stdin
+
+
+def test_loopml_train_command_in_a_fresh_process(mws: Workspace) -> None:
+    """The console script's entry: the early job start, then the command line."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "loopml", "train", "--algo", "xgboost", "--data", "churn", "--target", "y",
+         "--hp", "num_round=3", "--json", "--quiet"],
+        cwd=mws.root, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["metrics"]["train:auc"] > 0.5
+    bad = subprocess.run([sys.executable, "-m", "loopml", "train", "--algo", "xgboost", "--data", "nope"],
+                         cwd=mws.root, capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "nope" in bad.stderr
 
 
 def test_fit_on_a_postgresql_workspace(pool: Estimator, pg_url: str, tmp_path: Path) -> None:

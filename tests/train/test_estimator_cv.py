@@ -114,6 +114,46 @@ def test_binary_metrics_match_scikit_learn() -> None:
     assert metric_direction("validation:logloss") == "minimize" and metric_direction("auc") == "maximize"
 
 
+def test_multiclass_and_anomaly_metrics_match_scikit_learn() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n, k = int(rng.integers(5, 200)), int(rng.integers(3, 6))
+        y = rng.integers(0, k, n)
+        p = rng.random((n, k)).astype(np.float32 if trial % 2 else np.float64)
+        pred = p.argmax(1) if trial % 3 else rng.integers(0, k - 1, n)  # a class never predicted
+        got = evaluate("multiclass", y, pred, proba=p, n_classes=k)
+        pn = p.astype(np.float64) / p.astype(np.float64).sum(axis=1, keepdims=True)
+        want = {"accuracy": M.accuracy_score(y, pred), "logloss": M.log_loss(y, pn, labels=list(range(k))),
+                "f1_macro": M.f1_score(y, pred, average="macro", zero_division=0)}
+        assert got == pytest.approx(want, rel=1e-9)
+    y = rng.integers(0, 2, 100)
+    s = np.round(rng.normal(size=100), 1)  # anomaly scores with ties
+    assert evaluate("anomaly_detection", y, s)["auc"] == pytest.approx(M.roc_auc_score(y, s), rel=1e-12)
+
+
+def test_a_boosting_job_does_not_import_scikit_learn() -> None:
+    """XGBoost is imported with scikit-learn hidden (0.7 s of the job's start); scoring needs none."""
+    import subprocess
+    import sys
+
+    from loopml.train._job import preload_modules
+    from loopml.train.algorithms import get_algorithm
+
+    code = ("import sys; from loopml.train._job import _preload; _preload(sys.argv[1:], None); "
+            "import xgboost, xgboost.compat as c, numpy as np; from loopml.train._metrics import evaluate; "
+            "evaluate('binary', np.array([0, 1, 1]), np.array([0, 1, 0]), proba=np.array([[.9, .1], [.2, .8], "
+            "[.6, .4]])); evaluate('multiclass', np.array([0, 1, 2]), np.array([0, 1, 1]), "
+            "proba=np.eye(3)); print(c.SKLEARN_INSTALLED, 'sklearn' in sys.modules, 'scipy.stats' in sys.modules)")
+    mods = preload_modules(get_algorithm("xgboost"))
+    assert mods[0] == "without-sklearn:xgboost"
+    out = subprocess.run([sys.executable, "-c", code, *mods], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+    # once xgboost is in, scikit-learn imports normally (cross-validation splits use it)
+    code2 = code.replace("print(", "import sklearn.model_selection; print(")
+    out = subprocess.run([sys.executable, "-c", code2, *mods], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[1] == "True"
+
+
 # -- cross-validation jobs -----------------------------------------------------------------------
 def test_cross_validate_reports_fold_means_per_iteration(warm: Estimator, tracker: Tracker) -> None:
     df = churn(360, seed=4)

@@ -23,6 +23,8 @@ def train_cmd(
     data: str = typer.Option(..., "--data", "-d", help="Training dataset NAME[:VER]."),
     target: str = typer.Option(None, "--target", "-t", help="Target column (not for unsupervised algorithms)."),
     validation: str = typer.Option(None, "--validation", "-v", help="Validation dataset NAME[:VER]."),
+    cv: int = typer.Option(None, "--cv", help="Cross-validate with K folds first (validation metrics = fold means), "
+                                              "then train on all the rows."),
     hp: list[str] = typer.Option([], "--hp", help="Hyperparameter NAME=VALUE (repeatable)."),
     experiment: str = typer.Option("default", "--experiment", "-e", help="Tracking experiment."),
     recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe YAML file, or NAME[:VER] of a fitted recipe."),
@@ -48,7 +50,7 @@ def train_cmd(
         if not quiet:
             err_console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
-    result = est.fit(data, validation, run_name=name, on_log=on_log)
+    result = est.fit(data, validation, cv=cv, run_name=name, on_log=on_log)
     if as_json:
         print_json(result.to_dict())
         return

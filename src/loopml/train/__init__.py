@@ -13,21 +13,60 @@
   fitted recipe and a manifest with hashes) and :class:`Model`, which applies
   the recipe and the model exactly as in training.
 
-Importing this package is cheap: libraries load when a job trains or a model loads.
+Importing this package is cheap: names load on first use (PEP 562), and
+libraries load when a job trains or a model loads. The training job process
+and the CLI's early job start import only the modules they need.
 """
 
-from loopml.train._metrics import metric_direction
-from loopml.train._prepare import infer_problem_type
-from loopml.train.algorithms import (
-    Algorithm,
-    TabularAlgorithm,
-    get_algorithm,
-    list_algorithms,
-    register_algorithm,
-)
-from loopml.train.estimator import CrossValidationResult, Estimator, TrainingError, TrainingResult
-from loopml.train.hyperparameters import Hyperparameter, validate_hyperparameters
-from loopml.train.package import Model, Signature, load_model_package
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.train._metrics import metric_direction
+    from loopml.train._prepare import infer_problem_type
+    from loopml.train.algorithms import (
+        Algorithm,
+        TabularAlgorithm,
+        get_algorithm,
+        list_algorithms,
+        register_algorithm,
+    )
+    from loopml.train.estimator import (
+        CrossValidationResult,
+        Estimator,
+        TrainingError,
+        TrainingResult,
+    )
+    from loopml.train.hyperparameters import Hyperparameter, validate_hyperparameters
+    from loopml.train.package import Model, Signature, load_model_package
+
+#: public name -> module that defines it
+_LAZY = {
+    "metric_direction": "loopml.train._metrics",
+    "infer_problem_type": "loopml.train._prepare",
+    **dict.fromkeys(["Algorithm", "TabularAlgorithm", "get_algorithm", "list_algorithms", "register_algorithm"],
+                    "loopml.train.algorithms"),
+    **dict.fromkeys(["CrossValidationResult", "Estimator", "TrainingError", "TrainingResult"],
+                    "loopml.train.estimator"),
+    **dict.fromkeys(["Hyperparameter", "validate_hyperparameters"], "loopml.train.hyperparameters"),
+    **dict.fromkeys(["Model", "Signature", "load_model_package"], "loopml.train.package"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Algorithm",

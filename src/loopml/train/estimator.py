@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import queue
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml import errors as _errors
 from loopml.errors import InvalidInput, LoopmlError
+from loopml.train._worker import JOB_END, Worker, WorkerPool, take_prestarted
 from loopml.train.algorithms import algorithm_path, get_algorithm
 from loopml.train.algorithms._base import SUPERVISED, Algorithm, MetricCallback
 
@@ -246,7 +242,7 @@ class Estimator:
         self.ws = ws
         self.tracker = tracker
         self.reuse_process = reuse_process
-        self._pool = _WorkerPool()
+        self._pool = WorkerPool()
 
     def clone(self, **changes: Any) -> Estimator:
         """A copy with some constructor arguments changed.
@@ -415,7 +411,8 @@ class Estimator:
 
         started = time.monotonic()
         # first: a fresh job process imports its library while we open the workspace and prepare
-        worker = (self._pool.take() if self.reuse_process else None) or _Worker(self._preload(), self.reuse_process)
+        worker = ((self._pool.take() if self.reuse_process else take_prestarted(self.algo))
+                  or Worker(self._preload(), self.reuse_process))
         job = _Job(self, worker)
         own_ws = self.ws is None
         try:
@@ -435,185 +432,16 @@ class Estimator:
                 worker.close()
 
     def _preload(self) -> list[str]:
-        cls = self.algorithm
-        return list(dict.fromkeys(
-            [cls.__module__, *cls.imports, "loopml.prep", "loopml.train._prepare", "sklearn.metrics"]))
+        from loopml.train._job import preload_modules
+
+        return preload_modules(self.algorithm)
 
 
 # -- the job, seen from the caller ---------------------------------------------------------------------
-def _child_env() -> dict[str, str]:
-    """The environment of the job: ours, plus the import paths we use that Python would not find."""
-    env = dict(os.environ)
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    extra = []
-    for p in sys.path:
-        if not p or not os.path.isdir(p):
-            continue
-        real = os.path.realpath(p)
-        if any(real == pre or real.startswith(pre + os.sep) for pre in prefixes):
-            continue
-        extra.append(p)
-    if extra:
-        old = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = os.pathsep.join(extra + ([old] if old else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-#: the line a job process prints on stdout after each job (the end of that job's log)
-JOB_END = "\x1floopml:job-end"
-
-
-class _Worker:
-    """A job process: its pipes, the threads reading them, and the queue they fill.
-
-    With ``loop`` it runs job after job (one JSON spec per stdin line) until
-    its stdin closes, so repeated fits skip the interpreter and library start-up.
-    """
-
-    def __init__(self, preload: list[str], loop: bool = False) -> None:
-        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
-        r, w = os.pipe()
-        cr, cw = os.pipe()  # stop requests to the job
-        cmd = [sys.executable, "-m", "loopml.train._job", "--events", str(w), "--control", str(cr)]
-        if loop:
-            cmd.append("--loop")
-        for m in preload:
-            cmd += ["--preload", m]
-        try:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(w, cr), start_new_session=True, env=_child_env(), cwd=os.getcwd(),
-            )
-        except BaseException:
-            os.close(r)
-            os.close(cw)
-            raise
-        finally:
-            os.close(w)
-            os.close(cr)
-        self._events = os.fdopen(r, "rb")
-        self._control: int | None = cw
-        #: ready for a job (a new process is, once it has imported)
-        self.idle = True
-        self.jobs = 0
-        threading.Thread(target=self._pump_logs, daemon=True, name="loopml-job-logs").start()
-        threading.Thread(target=self._pump_events, daemon=True, name="loopml-job-events").start()
-
-    def _pump_logs(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.queue.put(("log", raw.decode("utf-8", errors="replace").rstrip("\r\n")))
-        self.queue.put(("eof", "logs"))
-
-    def _pump_events(self) -> None:
-        with self._events as f:
-            for raw in f:
-                try:
-                    self.queue.put(("event", json.loads(raw)))
-                except ValueError:
-                    self.queue.put(("log", f"(unreadable event from the job: {raw[:200]!r})"))
-        self.queue.put(("eof", "events"))
-
-    def send(self, spec: Mapping[str, Any]) -> None:
-        """Start a job (a dead process shows up as end-of-file on its pipes)."""
-        assert self.proc.stdin is not None
-        self.idle = False
-        self.jobs += 1
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write((json.dumps(spec) + "\n").encode())
-            self.proc.stdin.flush()
-
-    @property
-    def alive(self) -> bool:
-        """The process is running."""
-        return self.proc.poll() is None
-
-    def request_stop(self) -> None:
-        """Ask the running job to stop at its next training iteration (the process lives on)."""
-        if self._control is None:
-            return
-        with contextlib.suppress(OSError):
-            os.write(self._control, f"{self.jobs}\n".encode())
-
-    def _close_control(self) -> None:
-        fd, self._control = self._control, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def kill(self) -> None:
-        """Kill the job's whole process group (the job and anything it started)."""
-        self.idle = False
-        self._close_control()
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def close(self) -> None:
-        """End the process: one that finished its job exits on its own (reaped in the background,
-        so the caller does not wait for the interpreter to shut down); any other is killed."""
-        finished = self.idle and self.jobs > 0
-        self.idle = False
-        self._close_control()
-        if not finished:
-            self.kill()
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        if self.proc.poll() is None:
-            threading.Thread(target=self._reap, daemon=True, name="loopml-job-reaper").start()
-        else:
-            self._reap()
-
-    def _reap(self) -> None:
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        if self.proc.stdout is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdout.close()
-
-
-class _WorkerPool:
-    """Idle job processes kept between fits (``reuse_process=True``); shared by clones."""
-
-    def __init__(self) -> None:
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _WorkerPool._close_all, self._idle)
-
-    def take(self) -> _Worker | None:
-        with self._lock:
-            while self._idle:
-                w = self._idle.pop()
-                if w.alive:
-                    return w
-                w.close()
-        return None
-
-    def give(self, worker: _Worker) -> None:
-        with self._lock:
-            self._idle.append(worker)
-
-    def close(self) -> None:
-        with self._lock:
-            _WorkerPool._close_all(self._idle)
-
-    @staticmethod
-    def _close_all(workers: list[_Worker]) -> None:
-        while workers:
-            workers.pop().close()
-
-
 class _Job:
     """One training job: the run it is recorded in, its private folder, its worker process."""
 
-    def __init__(self, est: Estimator, worker: _Worker) -> None:
+    def __init__(self, est: Estimator, worker: Worker) -> None:
         self.est = est
         self.worker = worker
         self.ws: Workspace

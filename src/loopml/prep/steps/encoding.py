@@ -25,7 +25,6 @@ from loopml.prep._base import (
     cat_value,
     check_new_names,
     check_present,
-    is_missing,
     new_columns,
 )
 
@@ -96,21 +95,15 @@ class Ordinal(_Mapping):
     unknown_value: float = -1.0
 
     def _fit(self, df: pd.DataFrame, y: pd.Series | None) -> None:
-        from sklearn.preprocessing import OrdinalEncoder
-
         self.columns_ = self._columns(df, y, self.columns)
         extra = [c for c in self.categories if c not in self.columns_]
         if extra:
             raise StepError(f"'categories' names column {extra[0]!r}, which is not in 'columns'")
         self.tables_ = {}
-        auto = [c for c in self.columns_ if c not in self.categories]
-        if auto:
-            x = _cats(df, auto)
-            x = np.where(x == MISSING, np.nan, x)
-            enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                 encoded_missing_value=np.nan).fit(x)
-            for c, cats in zip(auto, enc.categories_, strict=True):
-                self.tables_[c] = {str(v): float(i) for i, v in enumerate(v for v in cats if not is_missing(v))}
+        for c in self.columns_:
+            if c not in self.categories:  # sorted, as scikit-learn's OrdinalEncoder orders them
+                cats = sorted(v for v in pd.unique(cat_array(df[c])) if v != MISSING)
+                self.tables_[c] = {v: float(i) for i, v in enumerate(cats)}
         for c, order in self.categories.items():
             self.tables_[c] = {str(v): float(i) for i, v in enumerate(order)}
         for c in self.columns_:

@@ -107,6 +107,9 @@ class Algorithm(ABC):
     libraries: ClassVar[tuple[str, ...]] = ()
     #: modules a training job imports while the caller prepares (the library, mostly)
     imports: ClassVar[tuple[str, ...]] = ()
+    #: libraries the job imports with scikit-learn hidden, because the algorithm does not use their
+    #: optional scikit-learn classes (much quicker for XGBoost and LightGBM; see ``import_without_sklearn``)
+    imports_without_sklearn: ClassVar[tuple[str, ...]] = ()
     #: missing values (NaN) in features are handled by the algorithm itself
     handles_missing: ClassVar[bool] = False
     #: how the default recipe encodes text columns when none is given: ordinal, one_hot or none

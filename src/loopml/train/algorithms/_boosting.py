@@ -82,6 +82,7 @@ class XGBoost(TabularAlgorithm):
     iteration_metrics = _ITERATION_METRICS
     libraries = ("xgboost",)
     imports = ("xgboost",)
+    imports_without_sklearn = ("xgboost",)
     handles_missing = True
     hyperparameters = (
         H("num_round", "int", 100, low=1, high=10_000, log=True, search=(50, 1000),
@@ -249,6 +250,7 @@ class LightGBM(TabularAlgorithm):
     iteration_metrics = _ITERATION_METRICS
     libraries = ("lightgbm",)
     imports = ("lightgbm",)
+    imports_without_sklearn = ("lightgbm",)
     handles_missing = True
     hyperparameters = (
         H("num_boost_round", "int", 100, low=1, high=10_000, log=True, search=(50, 1000),

@@ -67,6 +67,7 @@ class Forecast(Algorithm):
     iteration_metrics: ClassVar[Mapping[str, tuple[str, ...]]] = {FORECASTING: ("one_step_rmse",)}
     libraries = ("lightgbm",)
     imports = ("lightgbm",)
+    imports_without_sklearn = ("lightgbm",)
     handles_missing = True
     categorical_encoding = "none"
     hyperparameters = (
