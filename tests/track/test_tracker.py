@@ -236,6 +236,26 @@ def test_artifacts_are_content_addressed_and_verified(any_tracker: Tracker, tmp_
         t.read_artifact(run.id, "notes/readme.txt")
 
 
+def test_several_artifacts_in_one_write(any_tracker: Tracker, tmp_path: Path) -> None:
+    t = any_tracker
+    a, b = tmp_path / "a.bin", tmp_path / "b.txt"
+    a.write_bytes(b"\x00\x01")
+    b.write_text("bee")
+    with t.start_run() as run:
+        shas = run.log_artifacts({"model/a.bin": a, "notes/b.txt": b})
+        assert list(shas) == ["model/a.bin", "notes/b.txt"]
+        again = run.log_artifacts({"notes/b.txt": a})  # a later file replaces the name's content
+        assert again["notes/b.txt"] == shas["model/a.bin"]
+        assert run.log_artifacts({}) == {}
+        with pytest.raises(NotFound, match="is not a file"):
+            run.log_artifacts({"ok.txt": b, "gone.txt": tmp_path / "missing"})
+        with pytest.raises(InvalidInput, match="artifact name"):
+            run.log_artifacts({"../up.txt": b})
+    info = t.get_run(run.id)
+    assert [x.name for x in info.artifacts] == ["model/a.bin", "notes/b.txt"]  # nothing half-recorded
+    assert t.read_artifact(run.id, "notes/b.txt") == a.read_bytes()
+
+
 def test_datasets_are_recorded_with_lineage(ws: Workspace, tracker: Tracker, tmp_path: Path) -> None:
     from loopml.data.ingest import ingest
     from loopml.data.sources import open_source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,27 @@ def test_a_boosting_job_does_not_import_scikit_learn() -> None:
     code2 = code.replace("print(", "import sklearn.model_selection; print(")
     out = subprocess.run([sys.executable, "-c", code2, *mods], capture_output=True, text=True, check=True)
     assert out.stdout.split()[1] == "True"
+
+
+def test_a_warm_job_process_keeps_the_rows_it_read(tmp_path: Path) -> None:
+    from loopml.train._job import PreparedData
+    from loopml.train.estimator import stage_input
+
+    df = churn(50, seed=1)
+    first = stage_input(df, tmp_path / "a.arrow")
+    same = stage_input(df.copy(), tmp_path / "b.arrow")  # other file, same content
+    other = stage_input(churn(50, seed=2), tmp_path / "c.arrow")
+    cache = PreparedData()
+    (a, none) = cache.read([first.src, None], None)
+    assert none is None and a is not None and a.shape == df.shape
+    (b,) = cache.read([same.src], None)
+    assert b is not None and b is not a and np.shares_memory(b["x1"].to_numpy(), a["x1"].to_numpy())
+    b["new"] = 1  # a job adds columns to its copy, not to the kept frame
+    (c,) = cache.read([same.src], None)
+    assert c is not None and "new" not in c.columns
+    (d,) = cache.read([other.src], None)
+    assert d is not None and not np.shares_memory(d["x1"].to_numpy(), a["x1"].to_numpy())
+    assert list(cache.frames) == [f"file:{other.src['sha256']}"]  # only the last job's inputs are kept
 
 
 # -- cross-validation jobs -----------------------------------------------------------------------

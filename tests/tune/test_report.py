@@ -69,15 +69,12 @@ def test_report_of_a_job(job: tuple[Workspace, str], tmp_path: Path) -> None:
     # the importances are Optuna's fANOVA, keyed by our names, the same each time
     import optuna
 
-    from loopml.tune._storage import close_storage, open_storage
+    from loopml.tune._storage import open_studies
 
-    storage = open_storage(ws.settings.metadata_url)
-    try:
-        study = optuna.load_study(study_name=job_id, storage=storage)
+    with open_studies(ws.settings.metadata_url) as studies:
+        study = optuna.load_study(study_name=job_id, storage=studies.storage(job_id))
         first = param_importances(study)
         assert first == param_importances(study) and set(first) == {"max_depth", "eta", "grow_policy"}
-    finally:
-        close_storage(storage)
 
     with pytest.raises(NotFound, match="no tuning job 'nope'"):
         tuning_report(ws, "nope")

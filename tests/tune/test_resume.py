@@ -18,20 +18,18 @@ from loopml.data import Catalog
 from loopml.track import Tracker
 from loopml.train import Estimator
 from loopml.tune import HyperparameterTuner, get_tuning_job
-from loopml.tune._storage import close_storage, open_storage
+from loopml.tune._storage import open_studies
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _states(url: str, job: str) -> list[str]:
-    storage = open_storage(url)
-    try:
-        study = optuna.load_study(study_name=job, storage=storage)
+    with open_studies(url) as studies:
+        try:
+            study = optuna.load_study(study_name=job, storage=studies.storage(job))
+        except KeyError:
+            return []
         return [t.state.name for t in study.get_trials(deepcopy=False)]
-    except KeyError:
-        return []
-    finally:
-        close_storage(storage)
 
 
 def test_sigkill_mid_job_then_resume_keeps_finished_trials(tmp_path: Path, churn_df: pd.DataFrame) -> None:
@@ -89,11 +87,8 @@ def test_sigkill_mid_job_then_resume_keeps_finished_trials(tmp_path: Path, churn
 def test_resume_on_any_backend_counts_only_real_trials(any_ws: Workspace, churn_df: pd.DataFrame) -> None:
     est = Estimator("xgboost", {"num_round": 5, "nthread": 1}, target="y", ws=any_ws)
     HyperparameterTuner(est, ranges={"max_depth": (2, 5)}, max_trials=2, name="again").fit(churn_df)
-    storage = open_storage(any_ws.settings.metadata_url)
-    try:  # a worker died holding a trial
-        optuna.load_study(study_name="again", storage=storage).ask()
-    finally:
-        close_storage(storage)
+    with open_studies(any_ws.settings.metadata_url) as studies:  # a worker died holding a trial
+        optuna.load_study(study_name="again", storage=studies.storage("again")).ask()
     result = HyperparameterTuner.resume("again", any_ws, max_trials=4).fit()
     assert [t.state for t in result.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert result.trials[2].interrupted and result.max_trials == 4 and len(result.counts()) == 1

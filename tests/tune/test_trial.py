@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from loopml import Workspace
-from loopml.tune._storage import close_storage, open_storage
+from loopml.tune._storage import open_studies
 from loopml.tune._trial import _LocalPruning
 
 
@@ -16,9 +16,10 @@ from loopml.tune._trial import _LocalPruning
                                     optuna.pruners.PercentilePruner(25.0, n_startup_trials=2, interval_steps=2)])
 def test_local_median_rule_agrees_with_the_study(ws: Workspace, pruner: optuna.pruners.BasePruner) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(ws.settings.metadata_url)
+    studies = open_studies(ws.settings.metadata_url)
     try:
-        study = optuna.create_study(storage=storage, study_name="p", direction="maximize", pruner=pruner)
+        study = optuna.create_study(storage=studies.storage("p"), study_name="p", direction="maximize",
+                                    pruner=pruner)
         rng = random.Random(0)
         decisions = []
         for i in range(14):
@@ -41,4 +42,4 @@ def test_local_median_rule_agrees_with_the_study(ws: Workspace, pruner: optuna.p
                 study.tell(trial, x)
         assert any(decisions) and not all(decisions)
     finally:
-        close_storage(storage)
+        studies.close()

@@ -40,9 +40,12 @@ def test_trials_are_child_runs_and_pruned_ones_say_so(
     counts = result.counts()
     assert counts.get("COMPLETE", 0) >= 2 and counts.get("PRUNED", 0) >= 1, counts
 
-    # the study is in the workspace's own database, beside loopml's tables
+    # the study is a journal in the workspace's own database, beside loopml's tables
     tables = set(sa.inspect(any_ws.meta.engine).get_table_names())
-    assert {"studies", "trials", "runs", "alembic_version"} <= tables
+    assert {"tune_journal", "runs", "alembic_version"} <= tables and "trials" not in tables
+    with any_ws.meta.engine.connect() as conn:
+        parts = conn.execute(sa.text("SELECT partition, COUNT(*) FROM tune_journal GROUP BY partition")).all()
+    assert [p for p, _ in parts] == [result.job_id] and parts[0][1] > 7
 
     tracker = Tracker(any_ws, capture_code_version=False)
     try:

@@ -475,8 +475,33 @@ class Run:
             raise InvalidInput(f"cannot log artifact {name!r}: {path} is not a file; log the "
                                "files of a folder one by one")
         ref = self._tracker.ws.artifacts.put_file(path)
-        self._tracker._record_artifact(self.id, name, ref)
+        self._tracker._record_artifacts(self.id, [(name, ref)])
         return ref.sha256
+
+    def log_artifacts(self, files: Mapping[str, str | os.PathLike[str]]) -> dict[str, str]:
+        """Store several local files as artifacts of this run in one database write.
+
+        Parameters
+        ----------
+        files
+            Name within the run -> local file (names as for :meth:`log_artifact`).
+
+        Returns
+        -------
+        dict
+            Name -> sha256, in the order given.
+        """
+        if self._ended:
+            raise self._ended_error()
+        refs: list[tuple[str, ArtifactRef]] = []
+        for raw_name, local_path in files.items():
+            path = Path(local_path)
+            name = check_name(raw_name)
+            if not path.is_file():
+                raise NotFound(f"cannot log artifact {name!r}: {path} is not a file")
+            refs.append((name, self._tracker.ws.artifacts.put_file(path)))
+        self._tracker._record_artifacts(self.id, refs)
+        return {name: ref.sha256 for name, ref in refs}
 
     def log_bytes(self, name: str, data: bytes) -> str:
         """Store ``data`` as the artifact ``name`` of this run; return its sha256."""
@@ -487,7 +512,7 @@ class Run:
             raise InvalidInput(f"artifact {name!r} must be bytes, got {type(data).__name__}; "
                                "encode text first")
         ref = self._tracker.ws.artifacts.put_bytes(bytes(data))
-        self._tracker._record_artifact(self.id, name, ref)
+        self._tracker._record_artifacts(self.id, [(name, ref)])
         return ref.sha256
 
     def log_dataset(self, info: DatasetVersionInfo | str, role: str = "train") -> None:
@@ -773,11 +798,15 @@ class Tracker:
             self._open.pop(run.id, None)
         self._writer.flush()
 
-    def _record_artifact(self, run_id: str, name: str, ref: ArtifactRef) -> None:
+    def _record_artifacts(self, run_id: str, refs: Sequence[tuple[str, ArtifactRef]]) -> None:
+        if not refs:
+            return
         self.flush()  # the run's row may still be in the buffer
-        ins = self._insert(RunArtifact).values(
-            run_id=run_id, name=name, sha256=ref.sha256, size=ref.size, created_at=utcnow()
-        )
+        now = utcnow()
+        ins = self._insert(RunArtifact).values([
+            {"run_id": run_id, "name": name, "sha256": ref.sha256, "size": ref.size, "created_at": now}
+            for name, ref in dict(refs).items()  # a name given twice: the last file wins
+        ])
         ins = ins.on_conflict_do_update(
             index_elements=["run_id", "name"],
             set_={"sha256": ins.excluded.sha256, "size": ins.excluded.size,

@@ -203,11 +203,45 @@ class PreparedData:
     def __init__(self) -> None:
         self.key: str | None = None
         self.items: dict[Any, Any] = {}
+        #: the inputs as read, by content (an Arrow file's sha256, a catalog version's parts)
+        self.frames: dict[str, pd.DataFrame] = {}
+
+    def read(self, sources: Sequence[Mapping[str, Any] | None], artifact_root: str | None,
+             ) -> list[pd.DataFrame | None]:
+        """Read the job's inputs, reusing the frames of the previous job where the content is the same.
+
+        Handed out as shallow copies (the job adds and drops columns, never edits values in place).
+        """
+        from loopml.train._prepare import read_source
+
+        out: list[pd.DataFrame | None] = []
+        keep: dict[str, pd.DataFrame] = {}
+        for src in sources:
+            if src is None:
+                out.append(None)
+                continue
+            key = _content_key(src)
+            df = self.frames.get(key) if key is not None else None
+            if df is None:
+                df = read_source(src, artifact_root)
+            if key is not None:
+                keep[key] = df
+            out.append(df.copy(deep=False))
+        self.frames = keep
+        return out
 
     def use(self, key: str | None) -> None:
         """Start a job whose data have ``key`` (None: not reusable); drop what another key kept."""
         if key != self.key:
             self.key, self.items = key, {}
+
+
+def _content_key(src: Mapping[str, Any]) -> str | None:
+    if src.get("kind") == "catalog" and src.get("parts") is not None:
+        return "catalog:" + ",".join(src["parts"])
+    if src.get("kind") == "file" and src.get("sha256"):
+        return "file:" + str(src["sha256"])
+    return None
 
 
 def _prepared_key(spec: Mapping[str, Any], cls: type[Any], problem_type: str) -> str | None:
@@ -291,8 +325,13 @@ def run_job(spec: Mapping[str, Any], emit: Emit, should_stop: StopCheck | None =
         raise InvalidInput("cross-validation holds out parts of the training data itself; give no validation data")
 
     t0 = time.monotonic()
-    train_df = read_source(spec["train"], root)
-    val_df = read_source(spec["validation"], root) if spec.get("validation") else None
+    if prepared is not None:  # a warm process: the previous job's frames if the content is the same
+        train_read, val_df = prepared.read([spec["train"], spec.get("validation")], root)
+        assert train_read is not None
+        train_df = train_read
+    else:
+        train_df = read_source(spec["train"], root)
+        val_df = read_source(spec["validation"], root) if spec.get("validation") else None
     timings = {"read_s": time.monotonic() - t0}
     log.info("train data %s: %d rows x %d columns", _describe(spec["train"]), len(train_df), train_df.shape[1])
     if val_df is not None:

@@ -477,20 +477,11 @@ class _Job:
             src = {"kind": "catalog", "ref": data.ref, "id": data.id, "parts": [p.sha256 for p in data.parts],
                    "schema": data.schema}
             return src, data.columns, data
-        table = _as_arrow(data, role)
-        import pyarrow as pa
-
+        if isinstance(data, StagedInput):
+            return dict(data.src), list(data.columns), None
         assert self.dir is not None
-        path = self.dir / f"{role}.arrow"
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-        desc = f"DataFrame {table.num_rows}x{table.num_columns} sha256:{h.hexdigest()[:16]}"
-        src = {"kind": "file", "path": str(path), "description": desc, "sha256": h.hexdigest()}
-        return src, list(table.column_names), None
+        staged = stage_input(data, self.dir / f"{role}.arrow", role)
+        return dict(staged.src), list(staged.columns), None
 
     def _recipe(self) -> tuple[dict[str, Any] | None, str, Any]:
         """The recipe part of the spec, a description, and the catalog recipe version (if any)."""
@@ -781,13 +772,12 @@ class _Job:
 
         sha = str(outcome["package_sha256"])
         manifest = verify_package(out_dir, sha256=sha)
-        artifacts: dict[str, str] = {}
-        for rel in sorted(manifest["files"]):
-            artifacts[f"model/{rel}"] = run.log_artifact(out_dir / rel, name=f"model/{rel}")
+        files: dict[str, Path] = {f"model/{rel}": out_dir / rel for rel in sorted(manifest["files"])}
         if manifest.get("recipe"):
-            artifacts["recipe/recipe.json"] = run.log_artifact(out_dir / manifest["recipe"]["file"],
-                                                               name="recipe/recipe.json")
-        artifacts[f"model/{MANIFEST}"] = run.log_artifact(out_dir / MANIFEST, name=f"model/{MANIFEST}")
+            files["recipe/recipe.json"] = out_dir / manifest["recipe"]["file"]
+        files[f"model/{MANIFEST}"] = out_dir / MANIFEST
+        files[_LOG_ARTIFACT] = self.log_file
+        artifacts = run.log_artifacts(files)  # one database write for the package and the log
         if artifacts[f"model/{MANIFEST}"] != sha:
             raise TrainingError(f"the stored manifest hash differs from the job's ({sha}); storage is inconsistent")
         metrics = {k: float(v) for k, v in dict(outcome.get("metrics") or {}).items()}
@@ -799,7 +789,6 @@ class _Job:
             self._log_folds(run, outcome["folds"])
         problem_type = str(outcome.get("problem_type"))
         run.set_tags({"problem_type": problem_type, "model.sha256": sha})
-        artifacts[_LOG_ARTIFACT] = run.log_artifact(self.log_file, name=_LOG_ARTIFACT)
         self.ws.lineage.add(EntityRef("run", run.id), EntityRef("model_package", sha), "produced")
         # keep the package in the workspace's model cache
         cache = self.ws.home / "cache" / "models" / sha
@@ -811,6 +800,36 @@ class _Job:
                 shutil.copytree(out_dir, cache, dirs_exist_ok=True)
         return TrainingResult(run_id=run.id, metrics=metrics, model_sha256=sha, model_path=cache,
                               problem_type=problem_type, artifacts=artifacts, ws=self.ws)
+
+
+@dataclass(frozen=True)
+class StagedInput:
+    """In-memory training data written once as the Arrow file a job reads (:func:`stage_input`).
+
+    Passing it to :meth:`Estimator.fit` many times (a tuner's trials) skips
+    writing the file again, and a warm job process recognises the content
+    and keeps the rows it read.
+    """
+
+    src: dict[str, Any]
+    columns: list[str]
+    num_rows: int
+
+
+def stage_input(data: Any, path: Path, role: str = "train") -> StagedInput:
+    """Write a DataFrame or Arrow table to ``path`` as a job input; the caller owns the file."""
+    import pyarrow as pa
+
+    table = _as_arrow(data, role)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    desc = f"DataFrame {table.num_rows}x{table.num_columns} sha256:{h.hexdigest()[:16]}"
+    src = {"kind": "file", "path": str(path), "description": desc, "sha256": h.hexdigest()}
+    return StagedInput(src, list(table.column_names), table.num_rows)
 
 
 def _as_arrow(data: Any, role: str) -> Any:

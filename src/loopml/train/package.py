@@ -16,6 +16,7 @@ the recipe and then the model, exactly as the training job did.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -88,22 +89,30 @@ class Signature:
 
 def library_versions(algo: type[Algorithm]) -> dict[str, str]:
     """Versions of Python, loopml and the libraries the model needs."""
+    out = {"python": platform.python_version()}
+    for dist in ("loopml", "numpy", "pandas", "pyarrow", *algo.libraries):
+        v = _dist_version(dist)
+        if v is not None:
+            out[dist] = v
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _dist_version(dist: str) -> str | None:
+    # cached: reading a distribution's metadata takes a fraction of a millisecond, and a warm
+    # training process writes a package per tuning trial (the versions cannot change under it)
     import importlib
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for dist in ("loopml", "numpy", "pandas", "pyarrow", *algo.libraries):
-        try:
-            out[dist] = version(dist)
-            continue
-        except PackageNotFoundError:
-            pass
-        try:  # installed under another distribution name (xgboost-cpu): ask the module
-            module = importlib.import_module(_MODULES.get(dist, dist.replace("-", "_")))
-            out[dist] = str(module.__version__)
-        except (ImportError, AttributeError):
-            continue
-    return out
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        pass
+    try:  # installed under another distribution name (xgboost-cpu): ask the module
+        module = importlib.import_module(_MODULES.get(dist, dist.replace("-", "_")))
+        return str(module.__version__)
+    except (ImportError, AttributeError):
+        return None
 
 
 _MODULES = {"scikit-learn": "sklearn"}

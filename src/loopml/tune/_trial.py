@@ -14,8 +14,10 @@ import atexit
 import logging
 import math
 import os
+import shutil
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,7 +106,7 @@ class _JobContext:
         import optuna
 
         from loopml.track import Tracker
-        from loopml.tune._storage import open_storage
+        from loopml.tune._storage import open_studies
         from loopml.tune.ranges import SearchSpace
         from loopml.tune.strategies import EarlyStopping, make_sampler
         from loopml.workspace import Workspace
@@ -112,8 +114,8 @@ class _JobContext:
         self.own_ws = ws is None
         self.ws = ws if ws is not None else Workspace(Path(task.home), task.settings)
         self.tracker = Tracker(self.ws)
-        self.storage = open_storage(self.ws.settings.metadata_url)
-        probe = load_study(self.storage, task.job_id)
+        self.studies = open_studies(self.ws.settings.metadata_url)
+        probe = load_study(self.studies, task.job_id)
         self.spec = JobSpec.from_dict(probe.user_attrs["loopml.job"])
         self.space: SearchSpace = SearchSpace.from_dict(self.spec.space)
         # Seed per process: reproducible for one worker, distinct streams for several.
@@ -123,23 +125,37 @@ class _JobContext:
         early = EarlyStopping.parse(self.spec.early_stopping)
         self.pruning = early is not None
         pruner = early.make_pruner(self.spec.max_steps, self.spec.cv_folds) if early else optuna.pruners.NopPruner()
-        self.study = optuna.load_study(study_name=task.job_id, storage=self.storage, sampler=sampler,
+        self.study = optuna.load_study(study_name=task.job_id, storage=self.studies.storage(task.job_id), sampler=sampler,
                                        pruner=pruner)
         self.estimator = build_estimator(self.spec, self.ws, self.tracker)
         if data is not None:
-            self.train, self.validation = data
+            train, validation = data
         else:
-            self.train = read_table(self.ws, self.spec.train)
-            self.validation = read_table(self.ws, self.spec.validation) if self.spec.validation else None
+            train = read_table(self.ws, self.spec.train)
+            validation = read_table(self.ws, self.spec.validation) if self.spec.validation else None
+        # in-memory rows are written once for all the trials (a warm job process then keeps them)
+        self.staged_dir = self.ws.home / "jobs" / f"staged-{uuid.uuid4().hex}"
+        self.train: Any = self._stage(train, "train")
+        self.validation: Any = self._stage(validation, "validation")
+
+    def _stage(self, data: Any, role: str) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+
+        from loopml.train.estimator import stage_input
+
+        if not isinstance(data, (pd.DataFrame, pa.Table)):
+            return data  # None, or a dataset NAME:VER or DatasetVersionInfo (read from the catalog)
+        self.staged_dir.mkdir(parents=True, exist_ok=True)
+        return stage_input(data, self.staged_dir / f"{role}.arrow", role)
 
     def close(self) -> None:
-        from loopml.tune._storage import close_storage
-
         try:
             self.estimator.close()
             self.tracker.close()
         finally:
-            close_storage(self.storage)
+            shutil.rmtree(self.staged_dir, ignore_errors=True)
+            self.studies.close()
             if self.own_ws:
                 self.ws.close()
 

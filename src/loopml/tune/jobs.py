@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from loopml.tune._storage import Studies
     from loopml.workspace import Workspace
 
 #: study user attribute holding the job spec (its presence marks a loopml study)
@@ -320,12 +321,12 @@ def result_of(study: optuna.study.Study) -> TuningResult:
     )
 
 
-def load_study(storage: Any, job_id: str) -> optuna.study.Study:
+def load_study(studies: Studies, job_id: str) -> optuna.study.Study:
     """The study of a tuning job, or NotFound."""
     import optuna
 
     try:
-        study = optuna.load_study(study_name=job_id, storage=storage)
+        study = optuna.load_study(study_name=job_id, storage=studies.storage(job_id))
     except KeyError:
         raise NotFound(f"no tuning job {job_id!r}; see `loopml tune list`") from None
     if SPEC_ATTR not in study.user_attrs:
@@ -341,13 +342,10 @@ def get_tuning_job(ws: Workspace, job_id: str) -> TuningResult:
     NotFound
         No such job.
     """
-    from loopml.tune._storage import close_storage, open_storage
+    from loopml.tune._storage import open_studies
 
-    storage = open_storage(ws.settings.metadata_url)
-    try:
-        return result_of(load_study(storage, job_id))
-    finally:
-        close_storage(storage)
+    with open_studies(ws.settings.metadata_url) as studies:
+        return result_of(load_study(studies, job_id))
 
 
 @dataclass(frozen=True)
@@ -379,32 +377,31 @@ def list_tuning_jobs(ws: Workspace) -> list[TuningJobSummary]:
     """Every tuning job of the workspace, newest first."""
     import optuna
 
-    from loopml.tune._storage import close_storage, open_storage
+    from loopml.tune._storage import open_studies
 
-    storage = open_storage(ws.settings.metadata_url)
-    try:
-        summaries = optuna.study.get_all_study_summaries(storage, include_best_trial=False)
+    with open_studies(ws.settings.metadata_url) as studies:
         out: list[TuningJobSummary] = []
-        for s in summaries:
-            raw = s.user_attrs.get(SPEC_ATTR)
+        for name in studies.names():
+            try:
+                study = optuna.load_study(study_name=name, storage=studies.storage(name))
+            except KeyError:  # a journal whose study was never created
+                continue
+            raw = study.user_attrs.get(SPEC_ATTR)
             if raw is None:
                 continue
             spec = JobSpec.from_dict(raw)
-            study = optuna.load_study(study_name=s.study_name, storage=storage)
             trials = [trial_info(t) for t in study.get_trials(deepcopy=False)]
             best = best_of(trials, spec.direction)
             out.append(TuningJobSummary(
-                job_id=spec.job_id, status=str(s.user_attrs.get(STATUS_ATTR, IN_PROGRESS)),
+                job_id=spec.job_id, status=str(study.user_attrs.get(STATUS_ATTR, IN_PROGRESS)),
                 algorithm=spec.algorithm, strategy=spec.strategy, objective=spec.objective,
                 direction=spec.direction, max_trials=spec.max_trials,
                 n_trials=sum(1 for t in trials if t.counted), best_value=best.value if best else None,
                 run_id=spec.parent_run_id,
                 created_at=datetime.fromtimestamp(spec.created_at, timezone.utc) if spec.created_at else None,
             ))
-        out.sort(key=lambda j: j.created_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-        return out
-    finally:
-        close_storage(storage)
+    out.sort(key=lambda j: j.created_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    return out
 
 
 __all__ = [

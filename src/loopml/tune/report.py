@@ -326,12 +326,12 @@ def tuning_report(ws: Workspace, job_id: str, *, title: str | None = None) -> st
     NotFound
         No such job.
     """
-    from loopml.tune._storage import close_storage, open_storage
+    from loopml.tune._storage import open_studies
     from loopml.tune.jobs import load_study, result_of
 
-    storage = open_storage(ws.settings.metadata_url)
+    studies = open_studies(ws.settings.metadata_url)
     try:
-        study = load_study(storage, job_id)
+        study = load_study(studies, job_id)
         result = result_of(study)
         curves = {t.number: [(int(k), float(v)) for k, v in t.intermediate_values.items() if _finite(v)]
                   for t in study.get_trials(deepcopy=False) if t.intermediate_values}
@@ -347,7 +347,7 @@ def tuning_report(ws: Workspace, job_id: str, *, title: str | None = None) -> st
                 note = f"Optuna could not assess importance: {e}"
                 log.info("tuning job %s: no importances: %s", job_id, e)
     finally:
-        close_storage(storage)
+        studies.close()
     return render_report(result, curves=curves, importances=importances, importance_note=note, title=title)
 
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from loopml.compute import Executor
     from loopml.track import Run, Tracker
     from loopml.train import Estimator
+    from loopml.tune._storage import Studies
     from loopml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -374,18 +375,15 @@ class HyperparameterTuner:
         max_parallel, executor, ray_address
             How to run the remaining trials.
         """
-        from loopml.tune._storage import close_storage, open_storage
+        from loopml.tune._storage import open_studies
         from loopml.tune._trial import build_estimator
         from loopml.workspace import Workspace
 
         own = ws is None
         w = ws or Workspace.open()
         try:
-            storage = open_storage(w.settings.metadata_url)
-            try:
-                spec = JobSpec.from_dict(load_study(storage, job_id).user_attrs[SPEC_ATTR])
-            finally:
-                close_storage(storage)
+            with open_studies(w.settings.metadata_url) as studies:
+                spec = JobSpec.from_dict(load_study(studies, job_id).user_attrs[SPEC_ATTR])
             est = build_estimator(spec, w, None)
             est.ws = None if own else w
             early = EarlyStopping.parse(spec.early_stopping)
@@ -437,7 +435,7 @@ class HyperparameterTuner:
         import optuna
 
         from loopml.track import Tracker
-        from loopml.tune._storage import close_storage, open_storage
+        from loopml.tune._storage import open_studies
         from loopml.workspace import Workspace
 
         # loopml logs each trial itself; Optuna's own INFO lines would repeat them
@@ -446,22 +444,22 @@ class HyperparameterTuner:
         own_ws = self.estimator.ws is None
         ws = self.estimator.ws or Workspace.open()
         try:
-            storage = open_storage(ws.settings.metadata_url)
+            studies = open_studies(ws.settings.metadata_url)
             tracker = Tracker(ws)
             try:
                 data: tuple[Any, Any] | None = None
                 if self._resume_id is not None:
                     if train is not None or validation is not None:
                         raise InvalidInput("a resumed job trains on its own data; call fit() without data")
-                    study, spec, parent = self._reopen(storage, tracker, self._resume_id)
+                    study, spec, parent = self._reopen(studies, tracker, self._resume_id)
                 else:
                     if train is None:
                         raise InvalidInput("give the training data: fit(train, validation)")
-                    study, spec, parent, data = self._create(ws, storage, tracker, train, validation)
+                    study, spec, parent, data = self._create(ws, studies, tracker, train, validation)
                 return self._drive(ws, tracker, study, spec, parent, data, on_trial)
             finally:
                 tracker.close()
-                close_storage(storage)
+                studies.close()
         finally:
             optuna.logging.set_verbosity(verbosity)
             if own_ws:
@@ -565,20 +563,20 @@ class HyperparameterTuner:
         return text
 
     def _create(
-        self, ws: Workspace, storage: Any, tracker: Tracker, train: Any, validation: Any,
+        self, ws: Workspace, studies: Studies, tracker: Tracker, train: Any, validation: Any,
     ) -> tuple[optuna.study.Study, JobSpec, Run, tuple[Any, Any]]:
         import optuna
 
         from loopml.data.catalog import DatasetVersionInfo
 
         job_id = self.name or f"tune-{uuid.uuid4().hex[:12]}"
-        if job_id in optuna.study.get_all_study_names(storage):
+        if job_id in studies.names():
             raise Conflict(f"tuning job {job_id!r} exists; resume it (`loopml tune --resume {job_id}`) "
                            "or choose another name")
         parents = []
         if self.warm_start is not None:
             for pid in self.warm_start.jobs:
-                parents.append(result_of(load_study(storage, pid)))
+                parents.append(result_of(load_study(studies, pid)))
         lineage = []
         if self.cv_folds is not None and validation is not None:
             raise InvalidInput(f"with cv_folds={self.cv_folds} each trial holds out folds of the training data; "
@@ -639,7 +637,7 @@ class HyperparameterTuner:
                 created_at=time.time(), warm_start=self.warm_start.to_dict() if self.warm_start else None,
                 cv_folds=self.cv_folds, refit=self.refit,
             )
-            study = optuna.create_study(storage=storage, study_name=job_id, direction=(
+            study = optuna.create_study(storage=studies.storage(job_id), study_name=job_id, direction=(
                 "maximize" if self.direction == "maximize" else "minimize"),
                                         sampler=optuna.samplers.RandomSampler(), pruner=optuna.pruners.NopPruner())
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
@@ -655,10 +653,11 @@ class HyperparameterTuner:
             raise
         return study, spec, parent, (train_obj, val_obj)
 
-    def _reopen(self, storage: Any, tracker: Tracker, job_id: str) -> tuple[optuna.study.Study, JobSpec, Run]:
+    def _reopen(self, studies: Studies, tracker: Tracker, job_id: str) -> tuple[optuna.study.Study, JobSpec, Run]:
         import optuna
 
-        study = load_study(storage, job_id)
+        study = load_study(studies, job_id)
+        storage = studies.storage(job_id)
         spec = JobSpec.from_dict(study.user_attrs[SPEC_ATTR])
         changes: dict[str, Any] = {"max_trials": self.max_trials}
         if spec.max_trials != self.max_trials:

@@ -1,4 +1,4 @@
 """Alembic migrations of the metadata schema (applied automatically on open)."""
 
 #: the newest revision this code knows; a test checks it matches the scripts
-HEAD = "0012"
+HEAD = "0013"

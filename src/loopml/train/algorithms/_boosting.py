@@ -148,14 +148,18 @@ class XGBoost(TabularAlgorithm):
             order = group_order(groups)
             X, groups = X[order], groups[order]
             y = y[order] if y is not None else None
-        dtrain = xgb.DMatrix(X, label=y, qid=groups, missing=np.nan)
+        # the matrices are built with the booster's threads: a default OpenMP team of every core
+        # spins after its work, taking a core from the other processes of a tuning job
+        threads = self.params["nthread"] or -1
+        dtrain = xgb.DMatrix(X, label=y, qid=groups, missing=np.nan, nthread=threads)
         evals = []
         if X_val is not None:
             if groups_val is not None:
                 order = group_order(groups_val)
                 X_val, groups_val = X_val[order], groups_val[order]
                 y_val = y_val[order] if y_val is not None else None
-            evals.append((xgb.DMatrix(X_val, label=y_val, qid=groups_val, missing=np.nan), "validation"))
+            evals.append((xgb.DMatrix(X_val, label=y_val, qid=groups_val, missing=np.nan, nthread=threads),
+                          "validation"))
         callbacks: list[Any] = []
         if callback is not None and evals:
             callbacks.append(_xgb_callback(xgb, callback))
