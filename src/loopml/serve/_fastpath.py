@@ -40,6 +40,8 @@ _INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "u
 _FLOAT_TYPES = {"double", "float", "halffloat", "float64", "float32", "float16"}
 _STRING_TYPES = {"string", "large_string", "utf8", "large_utf8", "str"}
 _INF = math.inf
+#: the largest magnitude a model's float32 feature matrix holds; larger numbers would become inf
+_F32_MAX = float(np.finfo(np.float32).max)
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -67,18 +69,36 @@ def _missing(nullable: bool, what: str) -> Any:
     return None
 
 
+def _too_large(v: Any, type_name: str) -> _Bad:
+    try:
+        shown = f"{float(v):.6g}"
+    except OverflowError:  # an integer beyond any float
+        digits = str(abs(v))
+        rest = digits[1:6].rstrip("0")
+        shown = f"{'-' if v < 0 else ''}{digits[0]}{'.' + rest if rest else ''}e+{len(digits) - 1}"
+    return _Bad(f"{shown} is out of the range a model computes in (float32, magnitude up to 3.4e38); "
+                f"scale the value ({type_name})")
+
+
 def _float_converter(type_name: str, nullable: bool) -> Converter:
     def conv(v: Any) -> Any:
         t = type(v)
         if t is float:
             if v != v:
                 return _missing(nullable, type_name)
+            if not -_F32_MAX <= v <= _F32_MAX:
+                if v in (_INF, -_INF):
+                    raise _Bad(f"expected a finite number ({type_name}), got {_show(v)}")
+                raise _too_large(v, type_name)
             return v
         if t is int:
             try:
-                return float(v)
+                x = float(v)
             except OverflowError:
-                raise _Bad(f"{v} is too large for {type_name}") from None
+                raise _too_large(v, type_name) from None
+            if not -_F32_MAX <= x <= _F32_MAX:
+                raise _too_large(v, type_name)
+            return x
         if v is None:
             return _missing(nullable, type_name)
         if t is str:
@@ -93,6 +113,8 @@ def _float_converter(type_name: str, nullable: bool) -> Converter:
                 return _missing(nullable, type_name)
             if x in (_INF, -_INF):
                 raise _Bad(f"expected a finite number ({type_name}), got {_show(v)}")
+            if not -_F32_MAX <= x <= _F32_MAX:
+                raise _too_large(x, type_name)
             return x
         if isinstance(v, (np.floating, np.integer)):
             return conv(v.item())
@@ -105,6 +127,8 @@ def _int_converter(type_name: str, nullable: bool) -> Converter:
     def conv(v: Any) -> Any:
         t = type(v)
         if t is int:
+            if not -_F32_MAX <= v <= _F32_MAX:
+                raise _too_large(v, type_name)
             return v
         if t is float:
             if v != v:
