@@ -130,12 +130,16 @@ def run_loopml(variant: str, trials: int, df: Any, cats: list[str], holdout: boo
         ws.close()
 
 
-def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool) -> dict[str, Any]:
+def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool,
+              multivariate: bool = True) -> dict[str, Any]:
     """Bare Optuna doing the same work in one process: no runs, no job process, no stored study.
 
-    Each trial trains one booster per fold, round by round together (as
-    ``xgboost.cv`` does, but validating only on the held-out fold, as loopml
-    does), and reports each round's mean validation AUC for pruning.
+    Each trial trains one booster per fold, one fold after another, and
+    validates it on its held-out fold each round, as a loopml cross-validation
+    job does; for pruning it reports the mean over the folds so far on one step
+    scale (fold 2's first round follows fold 1's last). Folds trained round by
+    round together (as ``xgboost.cv``) would draw XGBoost's process-wide random
+    numbers in another order and so train slightly different trees.
     """
     import numpy as np
     import optuna
@@ -156,7 +160,8 @@ def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool
         folds = StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(X, y)
         pairs = [(xgb.DMatrix(X[tr], label=y[tr]), xgb.DMatrix(X[va], label=y[va])) for tr, va in folds]
     prune = variant in ("bayesian-prune", "hyperband")
-    every = -(-ROUNDS // 50)  # report as often as loopml does
+    steps = ROUNDS * len(pairs)
+    every = -(-steps // 50)  # report as often as loopml does
 
     def objective(trial: optuna.Trial) -> float:
         p = {"objective": "binary:logistic", "eval_metric": "auc", "tree_method": "hist", "nthread": THREADS,
@@ -164,34 +169,36 @@ def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool
              "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20, log=True),
              "subsample": trial.suggest_float("subsample", 0.5, 1.0),
              "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0)}
-        boosters = [xgb.Booster(p, [dtr, dva]) for dtr, dva in pairs]
-        mean = 0.0
-        for i in range(ROUNDS):
-            aucs = []
-            for b, (dtr, dva) in zip(boosters, pairs, strict=True):
-                b.update(dtr, i)
-                aucs.append(float(b.eval_set([(dva, "v")], i).rsplit(":", 1)[1]))
-            mean = float(np.mean(aucs))
-            step = i + 1
-            if prune and step % every == 0:
-                trial.report(mean, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-        return mean
+        finals: list[float] = []
+        step = 0
+        for dtr, dva in pairs:  # one fold after another, as loopml (and xgb.train per fold) does
+            booster = xgb.Booster(p, [dtr, dva])
+            auc = 0.0
+            for i in range(ROUNDS):
+                booster.update(dtr, i)
+                auc = float(booster.eval_set([(dva, "v")], i).rsplit(":", 1)[1])
+                step += 1
+                if prune and step % every == 0:  # the mean over the folds so far, on one step scale
+                    trial.report((sum(finals) + auc) / (len(finals) + 1), step)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+            finals.append(auc)
+        return float(np.mean(finals))
 
     sampler = optuna.samplers.RandomSampler(seed=SEED) if variant == "random" else optuna.samplers.TPESampler(
-        seed=SEED, multivariate=True)
+        seed=SEED, multivariate=multivariate)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if variant == "bayesian-prune":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ROUNDS // 10)
     elif variant == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=-(-ROUNDS // 27), max_resource=ROUNDS)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=-(-steps // 27), max_resource=steps)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     t0, c0 = time.perf_counter(), time.process_time()
     study.optimize(objective, n_trials=trials)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
-    return {"bench": "tune", "tool": f"optuna-{optuna.__version__}-floor", "variant": variant, "trials": trials,
+    tool = f"optuna-{optuna.__version__}-floor" + ("" if multivariate or variant == "random" else "-univariate")
+    return {"bench": "tune", "tool": tool, "variant": variant, "trials": trials, "seed": SEED,
             "best_auc": round(study.best_value, 4), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "pruned": pruned}
 
@@ -344,6 +351,33 @@ def run_speedup(trials: int, df: Any, cats: list[str]) -> dict[str, Any]:
     return out
 
 
+def run_seeds(seeds: list[int], trials: int, df: Any, cats: list[str], holdout: bool) -> None:
+    """Best AUC of the bayesian strategy over several sampler seeds: one 40-trial search is noisy.
+
+    For each seed: loopml (multivariate TPE), and bare Optuna on the same objective in one process
+    with multivariate TPE (the same sampler) and with univariate TPE (the peer's ``TPESampler(seed)``).
+    """
+    global SEED
+    rows: dict[str, list[float]] = {"loopml": [], "floor multivariate TPE": [], "floor univariate TPE": []}
+    for seed in seeds:
+        SEED = seed
+        for label, fn in (("loopml", lambda: run_loopml("bayesian", trials, df, cats, holdout)),
+                          ("floor multivariate TPE", lambda: run_floor("bayesian", trials, df, cats, holdout)),
+                          ("floor univariate TPE",
+                           lambda: run_floor("bayesian", trials, df, cats, holdout, multivariate=False))):
+            res = fn()
+            res["seed"] = seed
+            rows[label].append(res["best_auc"])
+            print(json.dumps(res), flush=True)
+    print(f"\nbest AUC over seeds {', '.join(map(str, seeds))} ({trials} trials each):")
+    for label, vals in rows.items():
+        print(f"  {label:<24} {' '.join(f'{v:.4f}' for v in vals)}   mean {sum(vals) / len(vals):.4f}")
+    ours = sum(rows["loopml"]) / len(seeds)
+    bare = sum(rows["floor univariate TPE"]) / len(seeds)
+    print(f"bayesian: mean best {ours:.4f} vs bare TPE {bare:.4f} (target: at least as good): "
+          f"{_common.verdict(ours >= bare - 1e-4)}")
+
+
 def main() -> None:
     global THREADS, SEED
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -354,6 +388,8 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true", help="also re-run the peer's 3-fold script here")
     ap.add_argument("--holdout", action="store_true", help="one held-out third instead of 3-fold CV")
     ap.add_argument("--seed", type=int, default=SEED, help="seed of the samplers (default 0, as the peer)")
+    ap.add_argument("--seeds", help="instead: best AUC of bayesian over these seeds (e.g. 0,1,2), loopml beside "
+                                    "bare Optuna's TPE, multivariate (loopml's) and univariate (the peer's)")
     ap.add_argument("--threads", type=int, default=THREADS,
                     help="XGBoost threads per trial (1: CPU seconds measure the work even on a busy machine)")
     ap.add_argument("--overhead", action="store_true", help="instead: per-trial overhead on a trivial objective")
@@ -388,6 +424,9 @@ def main() -> None:
         print(f"2 workers vs 1: {res['speedup']}x (target 1.7x): {_common.verdict(res['speedup'] >= 1.7)}")
         return
     trials = args.trials or 40
+    if args.seeds:
+        run_seeds([int(x) for x in args.seeds.split(",")], trials, df, cats, args.holdout)
+        return
     print(f"{load}; {len(df)} rows, {'holdout third' if args.holdout else f'{FOLDS}-fold CV'}; {trials} trials "
           f"each; {THREADS} thread(s) per trial", file=sys.stderr)
     results: list[dict[str, Any]] = []

@@ -216,6 +216,21 @@ def test_job_environment_passes_our_import_paths() -> None:
     assert str(Path(__file__).resolve().parents[2]) in env.get("PYTHONPATH", "").split(os.pathsep)
 
 
+@pytest.mark.parametrize("algo", ["xgboost", "lightgbm"])
+def test_iteration_metrics_limit_what_each_round_computes(pool: Estimator, algo: str) -> None:
+    seen: list[set[str]] = []
+    hp = {"num_round": 4} if algo == "xgboost" else {"num_boost_round": 4}
+    est = pool.clone(algo=algo, hyperparameters=hp, iteration_metrics=["validation:auc"])
+    result = est.fit("churn", "churn_val", on_metric=lambda s, m: seen.append(set(m)))
+    assert seen and all(keys == {"validation:auc"} for keys in seen)
+    assert {"validation:auc", "validation:logloss", "train:auc"} <= set(result.metrics)  # final ones: all
+    everything: list[set[str]] = []
+    pool.clone(algo=algo, hyperparameters=hp).fit("churn", "churn_val", on_metric=lambda s, m: everything.append(set(m)))
+    assert everything[0] == {"validation:auc", "validation:logloss"}
+    with pytest.raises(InvalidInput, match="list of metric names"):
+        pool.clone(iteration_metrics="validation:auc")
+
+
 def test_a_job_process_started_early_runs_the_fit(mws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """`loopml train` starts the job before the CLI loads; the fit then uses that process."""
     from loopml.train import _worker

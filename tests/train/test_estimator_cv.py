@@ -176,6 +176,25 @@ def test_a_warm_job_process_keeps_the_rows_it_read(tmp_path: Path) -> None:
     assert list(cache.frames) == [f"file:{other.src['sha256']}"]  # only the last job's inputs are kept
 
 
+def test_metric_events_go_in_batches_and_before_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.train import _job
+
+    sent: list[dict[str, Any]] = []
+    clock = [100.0]
+    monkeypatch.setattr(_job.time, "monotonic", lambda: clock[0])
+    batches = _job.MetricBatches(sent.append)
+    batches.emit({"event": "metric", "step": 1, "metrics": {"a": 1.0}})  # the first goes at once
+    for step in (2, 3, 4):
+        clock[0] += 0.01
+        batches.emit({"event": "metric", "step": step, "metrics": {"a": float(step)}})
+    assert [e["points"] for e in sent] == [[[1, {"a": 1.0}]], [[2, {"a": 2.0}], [3, {"a": 3.0}], [4, {"a": 4.0}]]]
+    batches.emit({"event": "metric", "step": 5, "metrics": {"a": 5.0}})
+    batches.emit({"event": "result", "metrics": {}})  # pending points first, then the result
+    assert sent[-2] == {"event": "metrics", "points": [[5, {"a": 5.0}]]} and sent[-1]["event"] == "result"
+    batches.flush()
+    assert len(sent) == 4
+
+
 # -- cross-validation jobs -----------------------------------------------------------------------
 def test_cross_validate_reports_fold_means_per_iteration(warm: Estimator, tracker: Tracker) -> None:
     df = churn(360, seed=4)

@@ -73,12 +73,13 @@ def read_table(ws: Workspace, ref: Mapping[str, Any]) -> Any:
 
 
 def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None, *, reuse_process: bool = True,
-                    ) -> Estimator:
+                    trials: bool = False) -> Estimator:
     """The job's estimator (fixed hyperparameters only), by default with a reusable training process.
 
     Trials of one job run one after another in the same warm training
     process; a pruned trial stops at its next iteration and leaves the
-    process ready for the next trial.
+    process ready for the next trial. With ``trials``, the jobs compute
+    only the objective at each iteration (what the tuner watches).
     """
     from loopml.train import Estimator
 
@@ -96,6 +97,7 @@ def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None, *, re
         spec.algorithm, spec.hyperparameters, target=spec.target, recipe=recipe, experiment=spec.experiment,
         timeout=spec.timeout, seed=spec.seed, problem_type=spec.problem_type, roles=spec.roles, ws=ws,
         tracker=tracker, reuse_process=reuse_process,
+        iteration_metrics=[spec.objective] if trials and spec.objective.startswith("validation:") else None,
     )
 
 
@@ -127,7 +129,7 @@ class _JobContext:
         pruner = early.make_pruner(self.spec.max_steps, self.spec.cv_folds) if early else optuna.pruners.NopPruner()
         self.study = optuna.load_study(study_name=task.job_id, storage=self.studies.storage(task.job_id), sampler=sampler,
                                        pruner=pruner)
-        self.estimator = build_estimator(self.spec, self.ws, self.tracker)
+        self.estimator = build_estimator(self.spec, self.ws, self.tracker, trials=True)
         if data is not None:
             train, validation = data
         else:

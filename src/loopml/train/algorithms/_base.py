@@ -130,6 +130,9 @@ class Algorithm(ABC):
         self.seed = int(seed)
         self.roles: dict[str, str] = dict(roles or {})
         self.n_classes = n_classes
+        #: the per-iteration metrics someone listens to (names without ``validation:``); None: all of
+        #: them. An algorithm may then compute only those each iteration (the job sets it).
+        self.listened: frozenset[str] | None = None
 
     # -- schema helpers --------------------------------------------------------------------------
     @classmethod

@@ -40,6 +40,19 @@ _ITERATION_METRICS: dict[str, tuple[str, ...]] = {
 _GROUP_DOC = {"group": "query/group id for ranking: rows with the same id are ranked against each other"}
 
 
+def _eval_metrics(algo: TabularAlgorithm, defaults: list[str], names: Mapping[str, str],
+                  early_stopping: bool) -> list[str]:
+    """The library metrics to evaluate each round: those someone listens to, else all of them.
+
+    Each is computed on the validation rows every round (logloss beside auc adds about a fifth to a
+    small XGBoost job). Early stopping watches a particular one, so then all are kept.
+    """
+    if algo.listened is None or early_stopping:
+        return list(defaults)
+    kept = [m for m in defaults if names.get(m) in algo.listened]
+    return kept or list(defaults)
+
+
 def _report(callback: MetricCallback, step: int, raw: Mapping[str, float], names: Mapping[str, str]) -> None:
     """Translate library metric names to ours and hand them to the callback."""
     out: dict[str, float] = {}
@@ -120,7 +133,8 @@ class XGBoost(TabularAlgorithm):
         p = self.params
         params: dict[str, Any] = {
             "objective": _XGB_OBJECTIVE[self.problem_type],
-            "eval_metric": list(_XGB_EVAL[self.problem_type]),
+            "eval_metric": _eval_metrics(self, _XGB_EVAL[self.problem_type], _XGB_METRICS,
+                                         bool(p["early_stopping_rounds"])),
             "eta": p["eta"], "max_depth": p["max_depth"], "min_child_weight": p["min_child_weight"],
             "subsample": p["subsample"], "colsample_bytree": p["colsample_bytree"], "gamma": p["gamma"],
             "lambda": p["lambda"], "alpha": p["alpha"], "max_bin": p["max_bin"],
@@ -293,7 +307,9 @@ class LightGBM(TabularAlgorithm):
     def _params(self) -> dict[str, Any]:
         p = self.params
         params: dict[str, Any] = {
-            "objective": _LGB_OBJECTIVE[self.problem_type], "metric": list(_LGB_EVAL[self.problem_type]),
+            "objective": _LGB_OBJECTIVE[self.problem_type],
+            "metric": _eval_metrics(self, _LGB_EVAL[self.problem_type], _LGB_METRICS,
+                                    bool(p["early_stopping_rounds"])),
             "learning_rate": p["learning_rate"], "num_leaves": p["num_leaves"], "max_depth": p["max_depth"],
             "min_data_in_leaf": p["min_data_in_leaf"], "feature_fraction": p["feature_fraction"],
             "bagging_fraction": p["bagging_fraction"], "bagging_freq": p["bagging_freq"],
