@@ -178,3 +178,24 @@ def test_registry() -> None:
     assert custom.name == "test_mean" and "test_mean" in [a.name for a in list_algorithms()]
     with pytest.raises(InvalidInput, match="__main__"):
         resolve_algorithm("nowhere", "__main__:Nowhere")
+
+
+def test_xgboost_keeps_its_matrices_in_the_scratch_space_between_fits() -> None:
+    """A warm job's next trial on the same data reuses the DMatrix (and its quantile sketch)."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X["a"] + rng.normal(scale=0.3, size=300) > 0).astype(int).to_numpy()
+    cls = get_algorithm("xgboost")
+    plain = cls({"num_round": 5, "max_depth": 3}, problem_type="binary")
+    plain.fit(X[:200], y[:200], X[200:], y[200:])
+    scratch: dict[str, Any] = {}
+    first = cls({"num_round": 5, "max_depth": 3}, problem_type="binary")
+    first.scratch = scratch
+    first.fit(X[:200], y[:200], X[200:], y[200:])
+    kept = dict(scratch)
+    assert sorted(kept) == ["xgboost.dmatrix.train.-1", "xgboost.dmatrix.validation.-1"]
+    again = cls({"num_round": 5, "max_depth": 5}, problem_type="binary")  # another trial, same data
+    again.scratch = scratch
+    again.fit(X[:200], y[:200], X[200:], y[200:])
+    assert all(scratch[k] is kept[k] for k in kept) and len(scratch) == 2
+    np.testing.assert_array_equal(first.predict_proba(X), plain.predict_proba(X))

@@ -427,6 +427,10 @@ def run_job(spec: Mapping[str, Any], emit: Emit, should_stop: StopCheck | None =
         return (fitted, X.copy(deep=False), None if y is None else y.copy(),
                 None if X_val is None else X_val.copy(deep=False), None if y_val is None else y_val.copy())
 
+    def scratch(part: Any) -> dict[str, Any] | None:
+        """Where a model may keep what it derives from this part's prepared data, for the next job."""
+        return cache.items.setdefault(("scratch", part), {}) if cache.key is not None else None
+
     def fit_recipe(tr_df: pd.DataFrame, tr_codes: Any, va_df: pd.DataFrame | None, va_codes: Any, quiet: bool,
                    ) -> tuple[FittedRecipe | None, Any, Any, Any, Any]:
         """Fit (or apply) the recipe; the feature frames and encoded targets of training and validation."""
@@ -488,6 +492,7 @@ def run_job(spec: Mapping[str, Any], emit: Emit, should_stop: StopCheck | None =
             _, X, y, X_val, y_val = prepare(("fold", i), train_df.iloc[tr], codes[tr] if codes is not None else None,
                                             train_df.iloc[va], codes[va] if codes is not None else None, quiet=True)
             model = new_model()
+            model.scratch = scratch(("fold", i))
             model.fit(X, y, X_val, y_val, callback=reports.callback(i))
             folds_out.append(prefixed("validation", model.score(X_val, y_val)))
             log.info("fold %d: %s", i + 1, "  ".join(f"{k}={v:.6g}" for k, v in sorted(folds_out[-1].items())))
@@ -507,6 +512,7 @@ def run_job(spec: Mapping[str, Any], emit: Emit, should_stop: StopCheck | None =
     timings["recipe_s"] = time.monotonic() - t0
 
     algo = new_model()
+    algo.scratch = scratch("all")
     log.info("training %s on %d rows x %d features", cls.name, len(X), X.shape[1] - len(
         [c for c in roles.values() if c in X.columns]))
     t0 = time.monotonic()

@@ -133,6 +133,10 @@ class Algorithm(ABC):
         #: the per-iteration metrics someone listens to (names without ``validation:``); None: all of
         #: them. An algorithm may then compute only those each iteration (the job sets it).
         self.listened: frozenset[str] | None = None
+        #: kept by a warm job process between fits on the same prepared data (the same rows after the
+        #: same recipe, only the hyperparameters differ); an algorithm may keep there what it derives
+        #: from the data alone, e.g. XGBoost's DMatrix with its quantile sketch. None: nothing is kept.
+        self.scratch: dict[str, Any] | None = None
 
     # -- schema helpers --------------------------------------------------------------------------
     @classmethod

@@ -165,15 +165,26 @@ class XGBoost(TabularAlgorithm):
         # the matrices are built with the booster's threads: a default OpenMP team of every core
         # spins after its work, taking a core from the other processes of a tuning job
         threads = self.params["nthread"] or -1
-        dtrain = xgb.DMatrix(X, label=y, qid=groups, missing=np.nan, nthread=threads)
+
+        def matrix(role: str, X: np.ndarray, y: np.ndarray | None, qid: np.ndarray | None) -> Any:
+            # kept for the next job on the same data (a tuning trial): the DMatrix caches its quantile
+            # sketch and histogram index, which otherwise are rebuilt for every trial
+            key = f"xgboost.dmatrix.{role}.{threads}"
+            if self.scratch is not None and key in self.scratch:
+                return self.scratch[key]
+            d = xgb.DMatrix(X, label=y, qid=qid, missing=np.nan, nthread=threads)
+            if self.scratch is not None:
+                self.scratch[key] = d
+            return d
+
+        dtrain = matrix("train", X, y, groups)
         evals = []
         if X_val is not None:
             if groups_val is not None:
                 order = group_order(groups_val)
                 X_val, groups_val = X_val[order], groups_val[order]
                 y_val = y_val[order] if y_val is not None else None
-            evals.append((xgb.DMatrix(X_val, label=y_val, qid=groups_val, missing=np.nan, nthread=threads),
-                          "validation"))
+            evals.append((matrix("validation", X_val, y_val, groups_val), "validation"))
         callbacks: list[Any] = []
         if callback is not None and evals:
             callbacks.append(_xgb_callback(xgb, callback))
