@@ -191,7 +191,7 @@ def run_floor(variant: str, trials: int, df: Any, cats: list[str], holdout: bool
     if variant == "bayesian-prune":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ROUNDS // 10)
     elif variant == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=-(-steps // 27), max_resource=steps)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=-(-steps // 9), max_resource=steps)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     t0, c0 = time.perf_counter(), time.process_time()
     study.optimize(objective, n_trials=trials)

@@ -110,7 +110,7 @@ def test_cv_steps_count_every_folds_iterations(ws: Workspace) -> None:
     tuner = HyperparameterTuner(est, strategy="hyperband", ranges={"max_depth": (2, 4)}, cv_folds=3)
     assert tuner.max_steps == 300 and tuner.early_stopping is not None
     assert tuner.early_stopping.max_resource == 300
-    # rungs at 12, 36, 108, 324: none just before the end, where stopping saves nothing
-    assert tuner.early_stopping.make_pruner(300, 3)._min_resource == 12  # type: ignore[attr-defined]
+    # rungs at 34, 102, 306: none just before the end, where stopping saves nothing
+    assert tuner.early_stopping.make_pruner(300, 3)._min_resource == 34  # type: ignore[attr-defined]
     median = EarlyStopping("median", warmup_fraction=0.1).make_pruner(300, 3)
     assert median._n_warmup_steps == 10  # type: ignore[attr-defined]  # a tenth of one fold's rounds

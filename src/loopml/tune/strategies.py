@@ -71,7 +71,8 @@ class EarlyStopping:
         first fold's, with cross-validation).
     min_resource
         ``hyperband`` / ``successive-halving``: iterations every trial gets
-        (default: about 1/27 of the maximum).
+        (default: about 1/9 of the maximum: with fewer, Hyperband judges trials on so few
+        iterations that it prunes slow learners that would have won).
     max_resource
         The most iterations a trial runs (set from the algorithm's rounds).
     reduction_factor
@@ -139,9 +140,9 @@ class EarlyStopping:
         if self.pruner == "median":
             warmup = int(self.warmup_fraction * top / (folds or 1)) if top else 0
             return optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=warmup)
-        # about 1/27 of the maximum, rounded up so that no rung falls just before the end (a trial
+        # about 1/9 of the maximum, rounded up so that no rung falls just before the end (a trial
         # stopped there has done nearly all its work)
-        min_resource = self.min_resource or (max(1, -(-top // (self.reduction_factor ** 3))) if top else 1)
+        min_resource = self.min_resource or (max(1, -(-top // (self.reduction_factor ** 2))) if top else 1)
         if self.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=top or "auto",
                                                   reduction_factor=self.reduction_factor)
