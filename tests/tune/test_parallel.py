@@ -35,6 +35,22 @@ def test_local_worker_processes_share_the_study(
     _check(ws, tuner.fit(churn_df, churn_val), 4)
 
 
+def test_a_grid_in_two_workers_visits_every_point_once(
+    ws: Workspace, churn_df: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every worker numbers the grid the same way, and the end of the grid is not an error."""
+    est = Estimator("xgboost", {"num_round": 20, "nthread": 1}, target="y", ws=ws)
+    tuner = HyperparameterTuner(est, ranges={"max_depth": [2, 3, 4], "eta": [0.1, 0.3]}, strategy="grid",
+                                max_parallel=2, cv_folds=2, refit=False)
+    result = tuner.fit(churn_df)
+    _check(ws, result, 6)
+    points = sorted((t.params["max_depth"], t.params["eta"]) for t in result.trials)
+    assert points == [(d, e) for d in (2, 3, 4) for e in (0.1, 0.3)]
+    inline = HyperparameterTuner(est, ranges={"max_depth": [2, 3]}, strategy="grid", cv_folds=2, refit=False)
+    assert sorted(t.params["max_depth"] for t in inline.fit(churn_df).trials) == [2, 3]
+    assert "could not run" not in caplog.text and "Study.stop" not in caplog.text
+
+
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
     import ray

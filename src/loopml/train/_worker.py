@@ -178,6 +178,11 @@ class WorkerPool:
                 w.close()
         return None
 
+    def idle_count(self) -> int:
+        """How many idle processes are kept."""
+        with self._lock:
+            return len(self._idle)
+
     def give(self, worker: Worker) -> None:
         with self._lock:
             self._idle.append(worker)

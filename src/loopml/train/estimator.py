@@ -280,6 +280,15 @@ class Estimator:
         out._pool = self._pool
         return out
 
+    def warm_up(self) -> None:
+        """Start the kept-alive job process now (``reuse_process=True``; otherwise nothing happens).
+
+        It imports the algorithm's library while the caller goes on (a tuning
+        worker reading its data), so the first fit does not wait for it.
+        """
+        if self.reuse_process and not self._pool.idle_count():
+            self._pool.give(Worker(self._preload(), True))
+
     def close(self) -> None:
         """Stop the idle job processes kept by ``reuse_process=True``."""
         self._pool.close()

@@ -120,16 +120,19 @@ class _JobContext:
         probe = load_study(self.studies, task.job_id)
         self.spec = JobSpec.from_dict(probe.user_attrs["loopml.job"])
         self.space: SearchSpace = SearchSpace.from_dict(self.spec.space)
-        # Seed per process: reproducible for one worker, distinct streams for several.
+        # Seed per process: reproducible for one worker, distinct streams for several. Not for a grid:
+        # Optuna's GridSampler shuffles the grid with its seed and numbers the points in that order, so
+        # every worker needs the same order, or two workers' grid ids name the same point.
         salt = len(probe.get_trials(deepcopy=False)) + (os.getpid() if task.parallel else 0)
-        sampler = make_sampler(self.spec.strategy, self.space, seed=self.spec.sampler_seed + salt,
-                               parallel=task.parallel)
+        seed = self.spec.sampler_seed + (0 if self.spec.strategy == "grid" else salt)
+        sampler = make_sampler(self.spec.strategy, self.space, seed=seed, parallel=task.parallel)
         early = EarlyStopping.parse(self.spec.early_stopping)
         self.pruning = early is not None
         pruner = early.make_pruner(self.spec.max_steps, self.spec.cv_folds) if early else optuna.pruners.NopPruner()
         self.study = optuna.load_study(study_name=task.job_id, storage=self.studies.storage(task.job_id), sampler=sampler,
                                        pruner=pruner)
         self.estimator = build_estimator(self.spec, self.ws, self.tracker, trials=True)
+        self.estimator.warm_up()  # the job process imports its library while the data are read
         if data is not None:
             train, validation = data
         else:

@@ -150,6 +150,27 @@ class EarlyStopping:
                                                       reduction_factor=self.reduction_factor)
 
 
+def _grid_sampler_class() -> type[optuna.samplers.GridSampler]:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's GridSampler for ask-and-tell: the job stops after the grid by counting trials.
+
+        Optuna's own calls ``study.stop()`` when the grid is done, which only works inside
+        ``study.optimize`` and raises from ``study.tell`` otherwise.
+        """
+
+        def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        state: optuna.trial.TrialState, values: Any) -> None:
+            return None
+
+    return GridSampler
+
+
+def _grid_sampler(search_space: Any, seed: int | None) -> optuna.samplers.GridSampler:
+    return _grid_sampler_class()(search_space, seed=seed)
+
+
 def make_sampler(strategy: str, space: SearchSpace, *, seed: int | None, parallel: bool) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of a strategy for ``space``.
 
@@ -171,7 +192,7 @@ def make_sampler(strategy: str, space: SearchSpace, *, seed: int | None, paralle
     if s == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return _grid_sampler(space.grid(), seed=seed)
     if s == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
                                             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
