@@ -713,12 +713,15 @@ def _run_one(line: str, raw_emit: Emit, should_stop: StopCheck | None = None,
 WITHOUT_SKLEARN = "without-sklearn:"
 
 
-def preload_modules(cls: type[Algorithm]) -> list[str]:
-    """The modules a job process for ``cls`` imports while its caller prepares, in order."""
+def preload_modules(cls: type[Algorithm], *, cv: bool = False) -> list[str]:
+    """The modules a job process for ``cls`` imports while its caller prepares, in order.
+
+    With ``cv``, also scikit-learn's fold splitters (about a second, so only when they are needed).
+    """
     return list(dict.fromkeys([
         *(WITHOUT_SKLEARN + m for m in cls.imports_without_sklearn), cls.__module__, *cls.imports,
         "loopml.prep.recipe", "loopml.train._prepare", "loopml.store.artifacts", "pyarrow.parquet",
-        "loopml.train.package",
+        "loopml.train.package", *(["sklearn.model_selection"] if cv else []),
     ]))
 
 

@@ -280,14 +280,15 @@ class Estimator:
         out._pool = self._pool
         return out
 
-    def warm_up(self) -> None:
+    def warm_up(self, *, cv: bool = False) -> None:
         """Start the kept-alive job process now (``reuse_process=True``; otherwise nothing happens).
 
-        It imports the algorithm's library while the caller goes on (a tuning
-        worker reading its data), so the first fit does not wait for it.
+        It imports the algorithm's library (and with ``cv``, what splitting
+        folds needs) while the caller goes on (a tuning worker reading its
+        data), so the first fit does not wait for it.
         """
         if self.reuse_process and not self._pool.idle_count():
-            self._pool.give(Worker(self._preload(), True))
+            self._pool.give(Worker(self._preload(cv), True))
 
     def close(self) -> None:
         """Stop the idle job processes kept by ``reuse_process=True``."""
@@ -434,7 +435,7 @@ class Estimator:
         started = time.monotonic()
         # first: a fresh job process imports its library while we open the workspace and prepare
         worker = ((self._pool.take() if self.reuse_process else take_prestarted(self.algo))
-                  or Worker(self._preload(), self.reuse_process))
+                  or Worker(self._preload(cv is not None), self.reuse_process))
         job = _Job(self, worker)
         own_ws = self.ws is None
         try:
@@ -453,10 +454,10 @@ class Estimator:
             else:
                 worker.close()
 
-    def _preload(self) -> list[str]:
+    def _preload(self, cv: bool = False) -> list[str]:
         from loopml.train._job import preload_modules
 
-        return preload_modules(self.algorithm)
+        return preload_modules(self.algorithm, cv=cv)
 
 
 # -- the job, seen from the caller ---------------------------------------------------------------------

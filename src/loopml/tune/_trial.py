@@ -132,7 +132,8 @@ class _JobContext:
         self.study = optuna.load_study(study_name=task.job_id, storage=self.studies.storage(task.job_id), sampler=sampler,
                                        pruner=pruner)
         self.estimator = build_estimator(self.spec, self.ws, self.tracker, trials=True)
-        self.estimator.warm_up()  # the job process imports its library while the data are read
+        # the job process imports its library while the data are read
+        self.estimator.warm_up(cv=self.spec.cv_folds is not None)
         if data is not None:
             train, validation = data
         else:
