@@ -26,12 +26,15 @@ def _check(ws: Workspace, result: TuningResult, n: int) -> None:
     assert _overlap(result), "no two trials ran at the same time"
 
 
-def test_local_worker_processes_share_the_study(
-    ws: Workspace, churn_df: pd.DataFrame, churn_val: pd.DataFrame
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_parallel_trials_share_the_study(
+    ws: Workspace, churn_df: pd.DataFrame, churn_val: pd.DataFrame, executor: str
 ) -> None:
+    """``local``: threads of this process coordinate, each trial trains in its own job process;
+    ``processes``: a worker process per parallel trial."""
     est = Estimator("xgboost", {"num_round": 40, "nthread": 1}, target="y", ws=ws)
     tuner = HyperparameterTuner(est, ranges={"max_depth": (2, 6), "eta": (0.05, 0.5)}, max_trials=4,
-                                max_parallel=2, early_stopping=True)
+                                max_parallel=2, early_stopping=True, executor=executor)
     _check(ws, tuner.fit(churn_df, churn_val), 4)
 
 

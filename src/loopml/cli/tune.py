@@ -77,7 +77,10 @@ def tune_cmd(
     max_runtime: float = typer.Option(None, "--max-runtime", help="Start no trial after this many seconds."),
     warm_start: list[str] = typer.Option([], "--warm-start", help="An earlier tuning job to start from (repeatable)."),
     warm_start_type: str = typer.Option("identical", "--warm-start-type", help="identical or transfer."),
-    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray."),
+    executor: str = typer.Option(
+        "local", "--executor",
+        help="local (this process coordinates the trials, each trains in its own process), processes (a worker "
+             "process per parallel trial) or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)."),
     resume: str = typer.Option(None, "--resume", help="Continue the tuning job JOB (killed, stopped, or for more trials)."),
     register: str = typer.Option(None, "--register", help="Register the best model under this name."),

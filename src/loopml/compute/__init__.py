@@ -1,4 +1,4 @@
-"""Executors: where tasks run — this thread, local worker processes, or Ray.
+"""Executors: where tasks run — this thread, threads of this process, local worker processes, or Ray.
 
 Used by the tuner (trials), and meant for batch transform and pipeline steps.
 Every executor follows the small :class:`Executor` protocol (``submit``
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopml.compute._base import Executor, InlineExecutor
+from loopml.compute._base import Executor, InlineExecutor, ThreadExecutor
 from loopml.compute.local import LocalExecutor
 from loopml.errors import InvalidInput
 
-EXECUTORS: tuple[str, ...] = ("inline", "local", "ray")
+EXECUTORS: tuple[str, ...] = ("inline", "threads", "local", "ray")
 
 
 def get_executor(name: str, max_workers: int | None = None, **options: Any) -> Executor:
@@ -28,7 +28,8 @@ def get_executor(name: str, max_workers: int | None = None, **options: Any) -> E
     Parameters
     ----------
     name
-        ``inline`` (the calling thread), ``local`` (worker processes) or ``ray``.
+        ``inline`` (the calling thread), ``threads`` (threads of this process),
+        ``local`` (worker processes) or ``ray``.
     max_workers
         Tasks at once (ignored by ``inline``).
     **options
@@ -41,6 +42,8 @@ def get_executor(name: str, max_workers: int | None = None, **options: Any) -> E
     key = str(name).strip().lower()
     if key == "inline":
         return InlineExecutor()
+    if key == "threads":
+        return ThreadExecutor(max_workers or 1)
     if key == "local":
         return LocalExecutor(max_workers, **options)
     if key == "ray":
@@ -50,4 +53,4 @@ def get_executor(name: str, max_workers: int | None = None, **options: Any) -> E
     raise InvalidInput(f"executor {name!r} is not one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "get_executor"]
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "ThreadExecutor", "get_executor"]

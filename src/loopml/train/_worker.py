@@ -51,7 +51,8 @@ class Worker:
     its stdin closes, so repeated fits skip the interpreter and library start-up.
     """
 
-    def __init__(self, preload: list[str], loop: bool = False, algo: str | None = None) -> None:
+    def __init__(self, preload: list[str], loop: bool = False, algo: str | None = None, *,
+                 env: Mapping[str, str] | None = None) -> None:
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         r, w = os.pipe()
         cr, cw = os.pipe()  # stop requests to the job
@@ -65,7 +66,7 @@ class Worker:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(w, cr), start_new_session=True, env=child_env(), cwd=os.getcwd(),
+                pass_fds=(w, cr), start_new_session=True, env={**child_env(), **(env or {})}, cwd=os.getcwd(),
             )
         except BaseException:
             os.close(r)

@@ -255,6 +255,9 @@ class Estimator:
         if isinstance(iteration_metrics, str):
             raise InvalidInput("iteration_metrics is a list of metric names, e.g. ['validation:auc']")
         self.iteration_metrics = list(iteration_metrics) if iteration_metrics is not None else None
+        #: environment variables for the job processes, on top of this process's (e.g. OMP_NUM_THREADS
+        #: when a tuner runs several trials at once)
+        self.job_env: dict[str, str] = {}
         self._pool = WorkerPool()
 
     def clone(self, **changes: Any) -> Estimator:
@@ -278,6 +281,7 @@ class Estimator:
         algo = args.pop("algo", self.algo)
         out = Estimator(algo, **args)
         out._pool = self._pool
+        out.job_env = dict(self.job_env)
         return out
 
     def warm_up(self, *, cv: bool = False) -> None:
@@ -288,7 +292,7 @@ class Estimator:
         data), so the first fit does not wait for it.
         """
         if self.reuse_process and not self._pool.idle_count():
-            self._pool.give(Worker(self._preload(cv), True))
+            self._pool.give(Worker(self._preload(cv), True, env=self.job_env))
 
     def close(self) -> None:
         """Stop the idle job processes kept by ``reuse_process=True``."""
@@ -435,7 +439,7 @@ class Estimator:
         started = time.monotonic()
         # first: a fresh job process imports its library while we open the workspace and prepare
         worker = ((self._pool.take() if self.reuse_process else take_prestarted(self.algo))
-                  or Worker(self._preload(cv is not None), self.reuse_process))
+                  or Worker(self._preload(cv is not None), self.reuse_process, env=self.job_env))
         job = _Job(self, worker)
         own_ws = self.ws is None
         try:

@@ -104,7 +104,8 @@ def build_estimator(spec: JobSpec, ws: Workspace, tracker: Tracker | None, *, re
 class _JobContext:
     """A job as one process sees it: open stores, the study, a warm estimator, the data."""
 
-    def __init__(self, task: TrialTask, ws: Workspace | None, data: tuple[Any, Any] | None) -> None:
+    def __init__(self, task: TrialTask, ws: Workspace | None, data: tuple[Any, Any] | None,
+                 job_env: Mapping[str, str] | None = None) -> None:
         import optuna
 
         from loopml.track import Tracker
@@ -132,6 +133,7 @@ class _JobContext:
         self.study = optuna.load_study(study_name=task.job_id, storage=self.studies.storage(task.job_id), sampler=sampler,
                                        pruner=pruner)
         self.estimator = build_estimator(self.spec, self.ws, self.tracker, trials=True)
+        self.estimator.job_env = dict(job_env or {})
         # the job process imports its library while the data are read
         self.estimator.warm_up(cv=self.spec.cv_folds is not None)
         if data is not None:
@@ -261,9 +263,11 @@ class TrialRunner:
         (a long-lived Ray worker serves trials of many jobs over time).
     """
 
-    def __init__(self, ws: Workspace | None = None, *, max_jobs: int = 2) -> None:
+    def __init__(self, ws: Workspace | None = None, *, max_jobs: int = 2,
+                 job_env: Mapping[str, str] | None = None) -> None:
         self._ws = ws
         self._max_jobs = max_jobs
+        self._job_env = dict(job_env or {})
         self._contexts: OrderedDict[str, _JobContext] = OrderedDict()
         self._data: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -278,7 +282,7 @@ class TrialRunner:
         with self._lock:
             ctx = self._contexts.get(task.job_id)
             if ctx is None:
-                ctx = _JobContext(task, self._ws, self._data.get(task.job_id))
+                ctx = _JobContext(task, self._ws, self._data.get(task.job_id), self._job_env)
                 self._contexts[task.job_id] = ctx
             self._contexts.move_to_end(task.job_id)
             while len(self._contexts) > self._max_jobs:

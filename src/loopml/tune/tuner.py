@@ -3,8 +3,8 @@
 The tuner is the coordinator of a tuning job. It records the job (an Optuna
 study in the workspace's metadata database, holding the job's spec, and a
 tracking run that every trial's run nests under), keeps ``max_parallel``
-trials in flight on an executor (this process, local worker processes or
-Ray), and after each trial updates the job's run and checks the completion
+trials in flight on an executor (threads of this process, each trial
+training in its own job process; local worker processes; or Ray), and after each trial updates the job's run and checks the completion
 criteria. The trials themselves (:mod:`loopml.tune._trial`) sample from the
 study, train with the estimator and report per-iteration values for pruning.
 """
@@ -184,8 +184,11 @@ class HyperparameterTuner:
     name
         The job id (default: ``tune-`` and 12 hex digits).
     executor
-        ``local`` (worker processes when ``max_parallel > 1``, else this
-        process), ``ray``, or an :class:`~loopml.compute.Executor`.
+        ``local``: this process coordinates ``max_parallel`` trials at once
+        from threads, each trial training in its own job process (no worker
+        process to start, the data stay in memory); ``processes``: one
+        worker process per parallel trial; ``ray``; or an
+        :class:`~loopml.compute.Executor`.
     ray_address
         The Ray cluster for ``executor="ray"`` (default: a local instance).
     seed
@@ -312,8 +315,8 @@ class HyperparameterTuner:
             check_name(name, "tuning job")
         self.name = name
         if isinstance(executor, str):
-            if executor.strip().lower() not in ("local", "ray", "inline"):
-                raise InvalidInput(f"executor {executor!r} is not one of local, ray")
+            if executor.strip().lower() not in ("local", "processes", "ray", "inline"):
+                raise InvalidInput(f"executor {executor!r} is not one of local, processes, ray")
             executor = executor.strip().lower()
         self.executor = executor
         self.ray_address = ray_address
@@ -686,13 +689,15 @@ class HyperparameterTuner:
 
     # -- running the trials -----------------------------------------------------------------------------
     def _executor(self) -> tuple[Executor, bool]:
-        from loopml.compute import InlineExecutor, LocalExecutor
+        from loopml.compute import InlineExecutor, LocalExecutor, ThreadExecutor
 
         ex = self.executor
         if not isinstance(ex, str):
             return ex, False
-        if ex == "inline" or (ex == "local" and self.max_parallel == 1):
+        if ex == "inline" or (ex in ("local", "processes") and self.max_parallel == 1):
             return InlineExecutor(), True
+        if ex == "local":  # the training runs in job processes; a thread only coordinates its trial
+            return ThreadExecutor(self.max_parallel), True
         if ex == "ray":
             from loopml.compute.ray import RayExecutor
 
@@ -701,6 +706,12 @@ class HyperparameterTuner:
         if "OMP_NUM_THREADS" not in os.environ:  # P trainings at once share the cores
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_parallel))
         return LocalExecutor(self.max_parallel, env=env), True
+
+    def _job_env(self, executor: Executor) -> dict[str, str]:
+        """Environment of the trials' job processes: P trainings at once share the cores."""
+        if executor.max_workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+            return {}
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // executor.max_workers))}
 
     def _drive(
         self, ws: Workspace, tracker: Tracker, study: optuna.study.Study, spec: JobSpec, parent: Run,
@@ -724,7 +735,7 @@ class HyperparameterTuner:
         runner: TrialRunner | None = None
         fn: Callable[[TrialTask], TrialInfo] = run_trial
         if executor.in_process:
-            runner = TrialRunner(ws)
+            runner = TrialRunner(ws, job_env=self._job_env(executor))
             if data is not None:
                 runner.prime(spec.job_id, *data)
             fn = runner.run
