@@ -191,6 +191,35 @@ def test_timeout_kills_the_process_group(mws: Workspace, tracker: Tracker) -> No
     assert "crashy fit starting in mode sleep" in tracker.read_artifact(run.id, "logs/train.log").decode()
 
 
+def test_abort_stops_fits_running_in_other_threads(mws: Workspace, tracker: Tracker) -> None:
+    """How a tuner stops the trials its threads are running when the user presses Ctrl-C."""
+    import threading
+    import time
+
+    est = Estimator("test_crashy", {"mode": "sleep"}, target="x1", ws=mws, experiment="tests")
+    lines: list[str] = []
+    errors: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            est.clone().fit("churn", on_log=lines.append)
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any("crashy fit starting" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert est.abort() == 1
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 15  # not the job's 120 s sleep
+    assert len(errors) == 1 and isinstance(errors[0], TrainingError) and "SIGKILL" in str(errors[0])
+    assert tracker.get_run(errors[0].run_id).status == "FAILED"  # type: ignore[attr-defined]
+    assert est.abort() == 0  # nothing runs any more
+
+
 def test_forecast_with_roles(pool: Estimator, mws: Workspace) -> None:
     days = pd.date_range("2024-01-01", periods=80, freq="D")
     frames = [pd.DataFrame({"store": s, "day": days, "sales": base + np.sin(np.arange(80))})

@@ -167,8 +167,28 @@ class WorkerPool:
 
     def __init__(self) -> None:
         self._idle: list[Worker] = []
+        #: every process handed out for a job and not finished yet (what :meth:`kill_busy` stops)
+        self._busy: weakref.WeakSet[Worker] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, WorkerPool._close_all, self._idle)
+
+    def busy(self, worker: Worker) -> None:
+        """Note that ``worker`` runs a job for a fit of this pool's estimators."""
+        with self._lock:
+            self._busy.add(worker)
+
+    def done(self, worker: Worker) -> None:
+        """Note that ``worker``'s job is over."""
+        with self._lock:
+            self._busy.discard(worker)
+
+    def kill_busy(self) -> int:
+        """Kill the processes of the jobs running now (their fits fail at once); how many were killed."""
+        with self._lock:
+            busy = list(self._busy)
+        for w in busy:
+            w.kill()
+        return len(busy)
 
     def take(self) -> Worker | None:
         with self._lock:

@@ -294,6 +294,15 @@ class Estimator:
         if self.reuse_process and not self._pool.idle_count():
             self._pool.give(Worker(self._preload(cv), True, env=self.job_env))
 
+    def abort(self) -> int:
+        """Kill the job processes of the fits running now, of this estimator and its clones.
+
+        Each of those fits then fails at once (its run FAILED, its logs kept),
+        in whatever thread it runs: how a tuner stops its running trials on
+        Ctrl-C. Returns how many jobs were killed.
+        """
+        return self._pool.kill_busy()
+
     def close(self) -> None:
         """Stop the idle job processes kept by ``reuse_process=True``."""
         self._pool.close()
@@ -441,6 +450,7 @@ class Estimator:
         worker = ((self._pool.take() if self.reuse_process else take_prestarted(self.algo))
                   or Worker(self._preload(cv is not None), self.reuse_process, env=self.job_env))
         job = _Job(self, worker)
+        self._pool.busy(worker)
         own_ws = self.ws is None
         try:
             ws = self.ws or Workspace.open()
@@ -452,6 +462,7 @@ class Estimator:
                 if own_ws:
                     ws.close()
         finally:
+            self._pool.done(worker)
             job.cleanup()
             if self.reuse_process and worker.idle:
                 self._pool.give(worker)

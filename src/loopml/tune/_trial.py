@@ -378,6 +378,13 @@ class TrialRunner:
             message=message, duration_s=duration, pruned_step=attrs.get(PRUNED_STEP_ATTR), last_value=last,
         )
 
+    def abort(self) -> None:
+        """Kill the training processes of the trials running now (in other threads); they fail at once."""
+        with self._lock:
+            contexts = list(self._contexts.values())
+        for ctx in contexts:
+            ctx.estimator.abort()
+
     def close(self) -> None:
         """Close every job context (stops the warm training processes)."""
         with self._lock:

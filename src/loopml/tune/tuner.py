@@ -798,6 +798,8 @@ class HyperparameterTuner:
         except BaseException as e:  # Ctrl-C or a bug: the job is stopped, resumable
             for fut in in_flight:
                 fut.cancel()
+            if runner is not None:  # trials running in other threads of this process: stop their training
+                runner.abort()
             status = STOPPED
             self._finish(ws, study, spec, parent, status, None, f"{type(e).__name__}: {e}")
             raise
