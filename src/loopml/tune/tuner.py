@@ -5,8 +5,9 @@ study in the workspace's metadata database, holding the job's spec, and a
 tracking run that every trial's run nests under), keeps ``max_parallel``
 trials in flight on an executor (threads of this process, each trial
 training in its own job process; local worker processes; or Ray), and
-after each trial updates the job's run and checks the completion criteria. The trials themselves (:mod:`loopml.tune._trial`) sample from the
-study, train with the estimator and report per-iteration values for pruning.
+after each trial updates the job's run and checks the completion criteria.
+The trials themselves (:mod:`loopml.tune._trial`) sample from the study,
+train with the estimator and report per-iteration values for pruning.
 """
 
 from __future__ import annotations
