@@ -44,7 +44,7 @@ def test_local_runs_in_worker_processes() -> None:
             ex.submit(_boom, 2).result(timeout=60)
     with pytest.raises(InvalidInput, match="max_workers must be a positive integer"):
         LocalExecutor(0)
-    with pytest.raises(InvalidInput, match="executor 'dask' is not one of inline, threads, local, ray"):
+    with pytest.raises(InvalidInput, match="executor 'dask' is not one of inline, thread, local, ray"):
         get_executor("dask")
 
 
@@ -57,8 +57,8 @@ def test_threads_run_tasks_at_once_in_this_process() -> None:
         gate.wait()
         return os.getpid(), i * i
 
-    with get_executor("threads", 2) as ex:
-        assert ex.in_process and ex.max_workers == 2 and ex.name == "threads"
+    with get_executor("thread", 2) as ex:
+        assert ex.in_process and ex.max_workers == 2 and ex.name == "thread"
         results = [f.result(timeout=60) for f in [ex.submit(meet, i) for i in (2, 3)]]
         assert results == [(os.getpid(), 4), (os.getpid(), 9)]
         with pytest.raises(ValueError, match="bad 1"):

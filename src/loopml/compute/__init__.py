@@ -19,7 +19,7 @@ from loopml.compute._base import Executor, InlineExecutor, ThreadExecutor
 from loopml.compute.local import LocalExecutor
 from loopml.errors import InvalidInput
 
-EXECUTORS: tuple[str, ...] = ("inline", "threads", "local", "ray")
+EXECUTORS: tuple[str, ...] = ("inline", "thread", "local", "ray")
 
 
 def get_executor(name: str, max_workers: int | None = None, **options: Any) -> Executor:
@@ -28,7 +28,7 @@ def get_executor(name: str, max_workers: int | None = None, **options: Any) -> E
     Parameters
     ----------
     name
-        ``inline`` (the calling thread), ``threads`` (threads of this process),
+        ``inline`` (the calling thread), ``thread`` (threads of this process),
         ``local`` (worker processes) or ``ray``.
     max_workers
         Tasks at once (ignored by ``inline``).
@@ -42,7 +42,7 @@ def get_executor(name: str, max_workers: int | None = None, **options: Any) -> E
     key = str(name).strip().lower()
     if key == "inline":
         return InlineExecutor()
-    if key == "threads":
+    if key == "thread":
         return ThreadExecutor(max_workers or 1)
     if key == "local":
         return LocalExecutor(max_workers, **options)

@@ -93,10 +93,11 @@ class InlineExecutor(_ExecutorBase):
 class ThreadExecutor(_ExecutorBase):
     """Run up to ``max_workers`` tasks at once in threads of the calling process.
 
-    For tasks that spend their time waiting on work done elsewhere: a
-    tuning trial's training runs in its own job process, so the thread only
-    coordinates it. The tasks share the caller's warm objects (data in
-    memory, open databases) and no worker process has to start.
+    For tasks that spend their time waiting on work done elsewhere (a tuning
+    trial's training runs in its own job process, so its thread only
+    coordinates it), or that must share the caller's objects (pipeline steps
+    defined in a notebook). The tasks share the caller's warm objects and no
+    worker process has to start.
 
     Examples
     --------
@@ -105,22 +106,22 @@ class ThreadExecutor(_ExecutorBase):
     [8, 16]
     """
 
-    name = "threads"
+    name = "thread"
     in_process = True
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, *, thread_name_prefix: str = "loopml-task") -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.max_workers = max(1, int(max_workers))
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="loopml-trial")
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=thread_name_prefix)
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         """Start ``fn(*args)`` in a free thread (queued while all are busy)."""
         return self._pool.submit(fn, *args)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the threads (after the running tasks when ``wait``)."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        """Stop the threads: queued tasks are cancelled, running ones finish (awaited when ``wait``)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 __all__ = ["Executor", "InlineExecutor", "ThreadExecutor"]

@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopml._util import as_utc, new_id, utcnow
+from loopml.compute._base import ThreadExecutor  # the ``thread`` executor (kept importable here)
 from loopml.errors import Conflict, InvalidInput, LoopmlError, NotFound
 from loopml.pipelines import _expr
 from loopml.pipelines.cache import cache_key, canonical_json, find_cached, input_hashes
@@ -501,25 +502,6 @@ def run_step_task(task: StepTask) -> dict[str, Any]:
     return outcome
 
 
-class ThreadExecutor:
-    """Runs tasks on threads of this process (the ``thread`` executor)."""
-
-    name = "thread"
-    in_process = True
-
-    def __init__(self, max_workers: int) -> None:
-        self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="loopml-step")
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` on a pool thread."""
-        return self._pool.submit(fn, *args)
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the pool (queued tasks are cancelled)."""
-        self._pool.shutdown(wait=wait, cancel_futures=True)
-
-
 # -- the coordinator -------------------------------------------------------------------------------
 def _coordinator() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -615,7 +597,7 @@ class _Run:
         from loopml.compute import InlineExecutor, LocalExecutor
 
         if self.executor_name == "thread":
-            return ThreadExecutor(self.max_workers)
+            return ThreadExecutor(self.max_workers, thread_name_prefix="loopml-step")
         if self.executor_name == "inline":
             return InlineExecutor()
         if self.executor_name == "ray":

@@ -698,7 +698,7 @@ class HyperparameterTuner:
         if ex == "inline" or (ex in ("local", "processes") and self.max_parallel == 1):
             return InlineExecutor(), True
         if ex == "local":  # the training runs in job processes; a thread only coordinates its trial
-            return ThreadExecutor(self.max_parallel), True
+            return ThreadExecutor(self.max_parallel, thread_name_prefix="loopml-trial"), True
         if ex == "ray":
             from loopml.compute.ray import RayExecutor
 
