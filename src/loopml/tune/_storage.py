@@ -39,34 +39,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: seconds a journal write waits for the SQLite write lock
-SQLITE_BUSY_TIMEOUT_S = 60
 TABLE = "tune_journal"
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # SQLAlchemy's begin hook below issues BEGIN itself
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-    cur.execute("PRAGMA synchronous=NORMAL")  # as loopml's own connections (WAL: no fsync per commit)
-    cur.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    # take the write lock up front: a read-then-write transaction cannot upgrade later in WAL mode
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _make_engine(url: str) -> Engine:
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.engine import make_url
+    """An engine on the metadata database, set up as loopml's own (WAL, busy timeout; see MetadataStore)."""
+    from loopml.store.metadata import MetadataStore
 
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    return MetadataStore(url).engine
 
 
 class SQLJournalBackend(BaseJournalBackend):
@@ -107,7 +87,8 @@ class SQLJournalBackend(BaseJournalBackend):
 
         if not logs:
             return
-        with self.engine.begin() as conn:
+        # loopml_write: SQLite takes the write lock up front (BEGIN IMMEDIATE), as loopml's writers do
+        with self.engine.execution_options(loopml_write=True).begin() as conn:
             self._lock(conn)
             last = conn.execute(text(f"SELECT MAX(seq) FROM {TABLE} WHERE partition = :p"),
                                 {"p": self.partition}).scalar()
@@ -124,7 +105,7 @@ class SQLJournalBackend(BaseJournalBackend):
 
             key = zlib.crc32(f"loopml.tune:{self.partition}".encode()) - 2**31  # a signed 32-bit key
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-        # SQLite: BEGIN IMMEDIATE (the begin hook) already holds the database's write lock
+        # SQLite: BEGIN IMMEDIATE (MetadataStore's begin hook) already holds the database's write lock
 
 
 class Studies:
@@ -209,16 +190,14 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage on the legacy tables (read only here)."""
     import optuna
     from optuna.storages._rdb import models
-    from sqlalchemy import event
     from sqlalchemy.engine import make_url
+
+    from loopml.store.metadata import SQLITE_BUSY_TIMEOUT_S
 
     sqlite = make_url(url).get_backend_name() == "sqlite"
     kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     # loopml's migrations own alembic_version, so Optuna's own schema check would read our revision
     storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=True)
-    if sqlite:
-        storage.engine.dispose()
-        event.listen(storage.engine, "connect", _sqlite_connect)
     with storage.engine.connect() as conn:
         row = conn.execute(models.VersionInfoModel.__table__.select()).first()
     if row is not None and int(row.schema_version) != int(models.SCHEMA_VERSION):
