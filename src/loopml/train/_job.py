@@ -239,6 +239,7 @@ class PreparedData:
 
 
 def _content_key(src: Mapping[str, Any]) -> str | None:
+    """What identifies an input's content (a catalog version's parts, an Arrow file's sha256), or None."""
     if src.get("kind") == "catalog" and src.get("parts") is not None:
         return "catalog:" + ",".join(src["parts"])
     if src.get("kind") == "file" and src.get("sha256"):
@@ -250,19 +251,10 @@ def _prepared_key(spec: Mapping[str, Any], cls: type[Any], problem_type: str) ->
     """What the prepared data depend on (not the hyperparameters); None when the inputs' content is unknown."""
     import hashlib
 
-    def content(src: Mapping[str, Any] | None) -> Any:
-        if src is None:
-            return None
-        if src.get("kind") == "catalog" and src.get("parts") is not None:
-            return ["catalog", list(src["parts"])]
-        if src.get("kind") == "file" and src.get("sha256"):
-            return ["file", src["sha256"]]
-        raise LookupError  # no content hash: do not reuse
-
-    try:
-        parts = [content(spec.get("train")), content(spec.get("validation"))]
-    except LookupError:
-        return None
+    train, validation = spec.get("train"), spec.get("validation")
+    parts = [_content_key(train) if train else None, _content_key(validation) if validation else None]
+    if (train and parts[0] is None) or (validation and parts[1] is None):
+        return None  # an input without a content hash: do not reuse
     rspec = spec.get("recipe")
     recipe: Any = rspec
     if isinstance(rspec, Mapping) and rspec.get("kind") == "fitted":
